@@ -1,0 +1,162 @@
+// The native network: parameters and optimizer state held in C++, whole epochs run with the
+// GIL released.
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "../kernels/mlp.hpp"
+#include "convert.hpp"
+
+namespace fusedmlp::bindings {
+
+namespace {
+
+template <class T>
+class TargetArrays {
+public:
+    // Checks y against the loss and the n samples: int64 labels (n,) in [0, k) for
+    // cross_entropy, else values of T shaped (n, k).
+    TargetArrays(const Mlp<T>& net, const py::array& y, py::ssize_t n) {
+        const std::size_t k = net.layer_sizes().back();
+        if (net.loss() == Loss::cross_entropy) {
+            require(py::isinstance<Labels>(y), "y: expected C-contiguous int64 class labels");
+            labels_ = y.cast<Labels>();
+            require_shape(labels_, {n}, "y");
+            require_labels_below(labels_, k, "y");
+            targets_.labels = labels_.data();
+        } else {
+            require(py::isinstance<Array<T>>(y), "y: expected a C-contiguous array of the model's dtype");
+            values_ = y.cast<Array<T>>();
+            require_shape(values_, {n, static_cast<py::ssize_t>(k)}, "y");
+            targets_.values = values_.data();
+        }
+    }
+    Targets<T> targets() const { return targets_; }
+
+private:
+    Labels labels_;
+    Array<T> values_;
+    Targets<T> targets_;
+};
+
+template <class T>
+void require_features(const Mlp<T>& net, const Array<T>& x) {
+    require_shape(x, {-1, static_cast<py::ssize_t>(net.layer_sizes()[0])}, "X");
+}
+
+template <class T>
+void require_layer(const Mlp<T>& net, std::size_t layer) {
+    require(layer < net.layer_count(), "layer: expected an index below " + std::to_string(net.layer_count()) +
+                                           ", got " + std::to_string(layer));
+}
+
+template <class T>
+void bind_mlp_for(py::module_& m, const char* name) {
+    py::class_<Mlp<T>>(m, name)
+        .def(py::init([](const std::vector<std::size_t>& sizes, const std::string& activation,
+                         const std::string& loss) {
+                 require(sizes.size() >= 2, "layer_sizes: expected at least an input and an output size");
+                 for (std::size_t s : sizes) require(s >= 1, "layer_sizes: every size must be at least 1");
+                 return new Mlp<T>(sizes, parse_activation(activation), parse_loss(loss));
+             }),
+             py::arg("layer_sizes"), py::arg("activation"), py::arg("loss"))
+        .def_property_readonly("layer_sizes", &Mlp<T>::layer_sizes)
+        .def("get_layer",
+             [](const Mlp<T>& net, std::size_t layer) {
+                 require_layer(net, layer);
+                 const auto& sizes = net.layer_sizes();
+                 Array<T> w({static_cast<py::ssize_t>(sizes[layer]), static_cast<py::ssize_t>(sizes[layer + 1])});
+                 Array<T> b(static_cast<py::ssize_t>(sizes[layer + 1]));
+                 net.get_layer(layer, w.mutable_data(), b.mutable_data());
+                 return py::make_tuple(w, b);
+             })
+        .def(
+            "set_layer",
+            [](Mlp<T>& net, std::size_t layer, const Array<T>& w, const Array<T>& b) {
+                require_layer(net, layer);
+                const auto& sizes = net.layer_sizes();
+                require_shape(w, {static_cast<py::ssize_t>(sizes[layer]), static_cast<py::ssize_t>(sizes[layer + 1])},
+                              "W");
+                require_shape(b, {static_cast<py::ssize_t>(sizes[layer + 1])}, "b");
+                py::gil_scoped_release release;
+                net.set_layer(layer, w.data(), b.data());
+            },
+            py::arg("layer"), py::arg("W").noconvert(), py::arg("b").noconvert())
+        .def(
+            "forward_logits",
+            [](const Mlp<T>& net, const Array<T>& x) {
+                require_features(net, x);
+                Array<T> out({x.shape(0), static_cast<py::ssize_t>(net.layer_sizes().back())});
+                T* out_data = out.mutable_data();
+                py::gil_scoped_release release;
+                net.forward_logits(static_cast<std::size_t>(x.shape(0)), x.data(), out_data);
+                return out;
+            },
+            py::arg("X").noconvert())
+        .def(
+            "loss_and_grad",
+            [](const Mlp<T>& net, const Array<T>& x, const py::array& y) {
+                require_features(net, x);
+                require(x.shape(0) >= 1, "X: expected at least one sample");
+                const TargetArrays<T> targets(net, y, x.shape(0));
+                const auto& sizes = net.layer_sizes();
+                py::list dw_list, db_list;
+                std::vector<T*> dw, db;
+                for (std::size_t l = 0; l < net.layer_count(); ++l) {
+                    Array<T> w({static_cast<py::ssize_t>(sizes[l]), static_cast<py::ssize_t>(sizes[l + 1])});
+                    Array<T> b(static_cast<py::ssize_t>(sizes[l + 1]));
+                    dw.push_back(w.mutable_data());
+                    db.push_back(b.mutable_data());
+                    dw_list.append(w);
+                    db_list.append(b);
+                }
+                double value;
+                {
+                    py::gil_scoped_release release;
+                    value = net.loss_and_grad(static_cast<std::size_t>(x.shape(0)), x.data(), targets.targets(),
+                                              dw.data(), db.data());
+                }
+                return py::make_tuple(value, dw_list, db_list);
+            },
+            py::arg("X").noconvert(), py::arg("y"))
+        .def("reset_optimizer", &Mlp<T>::reset_optimizer)
+        .def(
+            "train_epoch",
+            [](Mlp<T>& net, const Array<T>& x, const py::array& y, const Labels& order, std::size_t batch_size,
+               bool drop_last, const Array<double>& lrs, double momentum, bool nesterov, double weight_decay) {
+                require_features(net, x);
+                const TargetArrays<T> targets(net, y, x.shape(0));
+                require(batch_size >= 1, "batch_size: expected at least 1");
+                require_shape(order, {-1}, "order");
+                require_shape(lrs, {-1}, "lrs");
+                const std::size_t length = static_cast<std::size_t>(order.size());
+                const std::int64_t* idx = order.data();
+                for (std::size_t i = 0; i < length; ++i)
+                    require(idx[i] >= 0 && idx[i] < x.shape(0), "order: indices must lie in [0, n)");
+                const std::size_t steps = drop_last ? length / batch_size : (length + batch_size - 1) / batch_size;
+                require(static_cast<std::size_t>(lrs.size()) == steps,
+                        "lrs: expected " + std::to_string(steps) + " learning rates, got " + std::to_string(lrs.size()));
+                require(momentum >= 0 && momentum < 1, "momentum: expected a value in [0, 1)");
+                Array<double> step_loss(static_cast<py::ssize_t>(steps));
+                double* step_loss_data = step_loss.mutable_data();
+                const SgdConfig config{momentum, nesterov, weight_decay};
+                {
+                    py::gil_scoped_release release;
+                    net.train_epoch(x.data(), targets.targets(), idx, length, batch_size, steps, lrs.data(), config,
+                                    step_loss_data);
+                }
+                return step_loss;
+            },
+            py::arg("X").noconvert(), py::arg("y"), py::arg("order").noconvert(), py::arg("batch_size"),
+            py::arg("drop_last"), py::arg("lrs").noconvert(), py::arg("momentum"), py::arg("nesterov"),
+            py::arg("weight_decay"));
+}
+
+}  // namespace
+
+void bind_mlp(py::module_& m) {
+    bind_mlp_for<float>(m, "MlpFloat32");
+    bind_mlp_for<double>(m, "MlpFloat64");
+}
+
+}  // namespace fusedmlp::bindings

@@ -1,0 +1,223 @@
+#include "mlp.hpp"
+
+#include <algorithm>
+#include <mutex>
+#include <utility>
+
+#include "dense.hpp"
+
+namespace fusedmlp {
+
+namespace {
+
+// Rows of a forward pass for inference held at once: bounds memory for any n.
+constexpr std::size_t kForwardChunkRows = 256;
+
+std::size_t widest(const std::vector<std::size_t>& sizes) {
+    return *std::max_element(sizes.begin(), sizes.end());
+}
+
+std::size_t largest_hidden_weight(const std::vector<std::size_t>& sizes) {
+    std::size_t largest = 0;
+    for (std::size_t l = 1; l + 1 < sizes.size(); ++l) largest = std::max(largest, sizes[l] * sizes[l + 1]);
+    return largest;
+}
+
+}  // namespace
+
+template <class T>
+void Workspace<T>::reserve(const std::vector<std::size_t>& sizes, std::size_t batch_rows) {
+    const std::size_t layers = sizes.size() - 1;
+    if (dw.size() != layers) {
+        dw.resize(layers);
+        db.resize(layers);
+        for (std::size_t l = 0; l < layers; ++l) {
+            dw[l].resize(sizes[l] * sizes[l + 1]);
+            db[l].resize(sizes[l + 1]);
+        }
+        w_t.resize(largest_hidden_weight(sizes));
+    }
+    if (batch_rows <= rows) return;
+    rows = batch_rows;
+    x.resize(rows * sizes[0]);
+    z.resize(layers);
+    h.resize(layers);
+    for (std::size_t l = 0; l < layers; ++l) {
+        z[l].resize(rows * sizes[l + 1]);
+        if (l + 1 < layers) h[l].resize(rows * sizes[l + 1]);
+    }
+    grad.resize(rows * widest(sizes));
+    grad_next.resize(rows * widest(sizes));
+}
+
+template <class T>
+Mlp<T>::Mlp(std::vector<std::size_t> layer_sizes, Activation hidden, Loss loss)
+    : sizes_(std::move(layer_sizes)), hidden_(hidden), loss_(loss) {
+    const std::size_t layers = layer_count();
+    w_.resize(layers);
+    b_.resize(layers);
+    for (std::size_t l = 0; l < layers; ++l) {
+        w_[l].assign(sizes_[l] * sizes_[l + 1], T(0));
+        b_[l].assign(sizes_[l + 1], T(0));
+    }
+}
+
+template <class T>
+void Mlp<T>::get_layer(std::size_t layer, T* w, T* b) const {
+    std::shared_lock lock(mutex_);
+    std::copy(w_[layer].begin(), w_[layer].end(), w);
+    std::copy(b_[layer].begin(), b_[layer].end(), b);
+}
+
+template <class T>
+void Mlp<T>::set_layer(std::size_t layer, const T* w, const T* b) {
+    std::unique_lock lock(mutex_);
+    std::copy_n(w, w_[layer].size(), w_[layer].begin());
+    std::copy_n(b, b_[layer].size(), b_[layer].begin());
+}
+
+template <class T>
+void Mlp<T>::forward_logits(std::size_t n, const T* x, T* out) const {
+    std::shared_lock lock(mutex_);
+    const std::size_t layers = layer_count();
+    const std::size_t k = sizes_.back();
+    const std::size_t chunk = std::min(n, kForwardChunkRows);
+    std::vector<T> z(chunk * widest(sizes_)), h_in(z.size()), h_out(z.size());
+    for (std::size_t start = 0; start < n; start += chunk) {
+        const std::size_t rows = std::min(chunk, n - start);
+        const T* input = x + start * sizes_[0];
+        for (std::size_t l = 0; l < layers; ++l) {
+            const DenseShape s{rows, sizes_[l], sizes_[l + 1]};
+            if (l + 1 == layers) {
+                T* logits = out + start * k;
+                dense_forward(s, input, w_[l].data(), b_[l].data(), Activation::identity, logits, logits);
+            } else {
+                dense_forward(s, input, w_[l].data(), b_[l].data(), hidden_, z.data(), h_out.data());
+                std::swap(h_in, h_out);
+                input = h_in.data();
+            }
+        }
+    }
+}
+
+template <class T>
+double Mlp<T>::compute_gradients(Workspace<T>& ws, std::size_t rows, Targets<T> batch_targets) const {
+    const std::size_t layers = layer_count();
+    const T* input = ws.x.data();
+    for (std::size_t l = 0; l < layers; ++l) {
+        const DenseShape s{rows, sizes_[l], sizes_[l + 1]};
+        const bool hidden = l + 1 < layers;
+        T* z = ws.z[l].data();
+        T* h = hidden ? ws.h[l].data() : z;
+        dense_forward(s, input, w_[l].data(), b_[l].data(), hidden ? hidden_ : Activation::identity, z, h);
+        input = h;
+    }
+    T* dz = ws.grad.data();
+    T* dz_prev = ws.grad_next.data();
+    const double value = fusedmlp::loss_and_grad(loss_, rows, sizes_.back(), ws.z.back().data(), batch_targets, dz);
+    for (std::size_t l = layers; l-- > 0;) {
+        const DenseShape s{rows, sizes_[l], sizes_[l + 1]};
+        const T* layer_input = l == 0 ? ws.x.data() : ws.h[l - 1].data();
+        dense_weight_grads(s, layer_input, dz, ws.dw[l].data(), ws.db[l].data());
+        if (l > 0) {
+            dense_input_grad(s, dz, w_[l].data(), hidden_, ws.z[l - 1].data(), ws.h[l - 1].data(), dz_prev,
+                             ws.w_t.data());
+            std::swap(dz, dz_prev);
+        }
+    }
+    return value;
+}
+
+template <class T>
+double Mlp<T>::loss_and_grad(std::size_t n, const T* x, Targets<T> y, T* const* dw, T* const* db) const {
+    std::shared_lock lock(mutex_);
+    Workspace<T> ws;
+    ws.reserve(sizes_, n);
+    std::copy_n(x, n * sizes_[0], ws.x.begin());
+    const double value = compute_gradients(ws, n, y);
+    for (std::size_t l = 0; l < layer_count(); ++l) {
+        std::copy(ws.dw[l].begin(), ws.dw[l].end(), dw[l]);
+        std::copy(ws.db[l].begin(), ws.db[l].end(), db[l]);
+    }
+    return value;
+}
+
+template <class T>
+void Mlp<T>::reset_optimizer() {
+    std::unique_lock lock(mutex_);
+    optimizer_started_ = false;
+}
+
+template <class T>
+void Mlp<T>::gather_batch(const T* x, Targets<T> y, const std::int64_t* rows, std::size_t count) {
+    Workspace<T>& ws = workspace_;
+    const std::size_t d = sizes_[0];
+    const std::size_t k = sizes_.back();
+    for (std::size_t r = 0; r < count; ++r) {
+        const std::size_t i = static_cast<std::size_t>(rows[r]);
+        std::copy_n(x + i * d, d, ws.x.begin() + r * d);
+        if (y.labels != nullptr) {
+            ws.labels[r] = y.labels[i];
+        } else {
+            std::copy_n(y.values + i * k, k, ws.targets.begin() + r * k);
+        }
+    }
+}
+
+template <class T>
+Targets<T> Mlp<T>::batch_targets() const {
+    Targets<T> t;
+    if (loss_ == Loss::cross_entropy) {
+        t.labels = workspace_.labels.data();
+    } else {
+        t.values = workspace_.targets.data();
+    }
+    return t;
+}
+
+template <class T>
+void Mlp<T>::train_epoch(const T* x, Targets<T> y, const std::int64_t* order, std::size_t order_length,
+                         std::size_t batch_size, std::size_t steps, const double* lrs, const SgdConfig& config,
+                         double* step_loss) {
+    std::unique_lock lock(mutex_);
+    const std::size_t layers = layer_count();
+    const std::size_t rows_max = std::min(batch_size, order_length);
+    workspace_.reserve(sizes_, rows_max);
+    if (loss_ == Loss::cross_entropy) {
+        workspace_.labels.resize(std::max(workspace_.labels.size(), rows_max));
+    } else {
+        workspace_.targets.resize(std::max(workspace_.targets.size(), rows_max * sizes_.back()));
+    }
+    if (config.momentum != 0 && w_momentum_.size() != layers) {
+        w_momentum_.resize(layers);
+        b_momentum_.resize(layers);
+        for (std::size_t l = 0; l < layers; ++l) {
+            w_momentum_[l].assign(w_[l].size(), T(0));
+            b_momentum_[l].assign(b_[l].size(), T(0));
+        }
+    }
+    SgdConfig bias_config = config;
+    bias_config.weight_decay = 0;
+    for (std::size_t step = 0; step < steps; ++step) {
+        const std::size_t start = step * batch_size;
+        const std::size_t rows = std::min(batch_size, order_length - start);
+        gather_batch(x, y, order + start, rows);
+        step_loss[step] = compute_gradients(workspace_, rows, batch_targets());
+        for (std::size_t l = 0; l < layers; ++l) {
+            T* w_buf = config.momentum != 0 ? w_momentum_[l].data() : nullptr;
+            T* b_buf = config.momentum != 0 ? b_momentum_[l].data() : nullptr;
+            sgd_update(w_[l].size(), w_[l].data(), workspace_.dw[l].data(), w_buf, lrs[step], config,
+                       !optimizer_started_);
+            sgd_update(b_[l].size(), b_[l].data(), workspace_.db[l].data(), b_buf, lrs[step], bias_config,
+                       !optimizer_started_);
+        }
+        optimizer_started_ = true;
+    }
+}
+
+template struct Workspace<float>;
+template struct Workspace<double>;
+template class Mlp<float>;
+template class Mlp<double>;
+
+}  // namespace fusedmlp

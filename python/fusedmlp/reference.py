@@ -1,0 +1,236 @@
+"""The NumPy reference: the executable specification of every op (see DESIGN.md).
+
+Every native kernel is tested against these functions, and ``backend="numpy"`` trains with
+them. They favour plain, obviously-correct NumPy over speed. Arrays keep the dtype they are
+given (float32 or float64); scalars are passed as Python floats so that NumPy's promotion
+rules never silently widen float32 work to float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+ACTIVATIONS = ("identity", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "gelu_tanh")
+LOSSES = ("mse", "bce", "cross_entropy")
+
+LEAKY_RELU_SLOPE = 0.01
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_TANH_COEF = 0.044715
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+# NumPy has no erf; math.erf is the C library's, the same function the native code calls.
+_erf_elementwise = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(z):
+    return _erf_elementwise(z.astype(np.float64)).astype(z.dtype)
+
+
+def sigmoid(z):
+    """1 / (1 + e^-z) without overflow: exp is only ever taken of -|z|."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+# --- activations -------------------------------------------------------------------------
+
+
+def activation_forward(name, z):
+    """f(z) for a hidden-layer activation."""
+    if name == "identity":
+        return z.copy()
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "leaky_relu":
+        return np.where(z > 0, z, z * LEAKY_RELU_SLOPE)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "sigmoid":
+        return sigmoid(z)
+    if name == "gelu":
+        return 0.5 * z * (1 + _erf(z * _INV_SQRT_2))
+    if name == "gelu_tanh":
+        u = _SQRT_2_OVER_PI * (z + _GELU_TANH_COEF * z * z * z)
+        return 0.5 * z * (1 + np.tanh(u))
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+def activation_derivative(name, z, h):
+    """f'(z), given z and h = f(z) (tanh and sigmoid use h, the others z)."""
+    if name == "identity":
+        return np.ones_like(z)
+    if name == "relu":
+        return (z > 0).astype(z.dtype)
+    if name == "leaky_relu":
+        return np.where(z > 0, 1, LEAKY_RELU_SLOPE).astype(z.dtype)
+    if name == "tanh":
+        return 1 - h * h
+    if name == "sigmoid":
+        return h * (1 - h)
+    if name == "gelu":
+        cdf = 0.5 * (1 + _erf(z * _INV_SQRT_2))
+        pdf = _INV_SQRT_2PI * np.exp(-0.5 * z * z)
+        return cdf + z * pdf
+    if name == "gelu_tanh":
+        u = _SQRT_2_OVER_PI * (z + _GELU_TANH_COEF * z * z * z)
+        t = np.tanh(u)
+        du = _SQRT_2_OVER_PI * (1 + 3 * _GELU_TANH_COEF * z * z)
+        return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * du
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+# --- dense layer ---------------------------------------------------------------------------
+
+
+def dense_forward(x, W, b, activation):
+    """z = x @ W + b and h = f(z); returns (z, h), both kept for the backward pass."""
+    z = x @ W + b
+    return z, activation_forward(activation, z)
+
+
+def dense_backward(dh, x, W, z, h, activation, need_dx=True):
+    """Backward of dense_forward given dL/dh; returns (dx or None, dW, db)."""
+    dz = dh * activation_derivative(activation, z, h)
+    dW = x.T @ dz
+    db = dz.sum(axis=0)
+    dx = dz @ W.T if need_dx else None
+    return dx, dW, db
+
+
+# --- losses --------------------------------------------------------------------------------
+
+
+def loss_and_grad(loss, z, y):
+    """Mean loss over the batch and dL/dz for the logits z (n, k).
+
+    y: int64 class indices (n,) for cross_entropy, else targets of z's dtype shaped (n, k).
+    The value is accumulated in float64; the gradient keeps z's dtype.
+    """
+    n, k = z.shape
+    if loss == "mse":
+        diff = z - y
+        value = np.sum(diff * diff, dtype=np.float64) / (n * k)
+        return float(value), diff * (2.0 / (n * k))
+    if loss == "bce":
+        terms = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+        value = np.sum(terms, dtype=np.float64) / (n * k)
+        return float(value), (sigmoid(z) - y) * (1.0 / (n * k))
+    if loss == "cross_entropy":
+        rows = np.arange(n)
+        m = z.max(axis=1, keepdims=True)
+        e = np.exp(z - m)
+        s = e.sum(axis=1, keepdims=True)
+        logsumexp = (m + np.log(s))[:, 0]
+        value = np.sum(logsumexp - z[rows, y], dtype=np.float64) / n
+        grad = e / s
+        grad[rows, y] -= 1
+        return float(value), grad * (1.0 / n)
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def output_activation(loss, z):
+    """What forward() returns for the logits z: identity, sigmoid or softmax."""
+    if loss == "mse":
+        return z.copy()
+    if loss == "bce":
+        return sigmoid(z)
+    if loss == "cross_entropy":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+# --- SGD -----------------------------------------------------------------------------------
+
+
+def sgd_update(param, grad, buf, lr, momentum, nesterov, weight_decay, first_step):
+    """One SGD step on param in place (PyTorch's convention); buf is the momentum buffer,
+    updated in place and unused when momentum == 0."""
+    lr, momentum, weight_decay = float(lr), float(momentum), float(weight_decay)
+    g = grad + weight_decay * param if weight_decay != 0 else grad
+    if momentum != 0:
+        if first_step:
+            buf[...] = g
+        else:
+            buf *= momentum
+            buf += g
+        g = g + momentum * buf if nesterov else buf
+    param -= lr * g
+
+
+# --- initialisation ------------------------------------------------------------------------
+
+_HE_ACTIVATIONS = ("relu", "leaky_relu", "gelu", "gelu_tanh")
+
+
+def init_parameters(layer_sizes, activation, rng, dtype):
+    """He-uniform for hidden layers with rectifier-like activations, Glorot-uniform for the
+    rest and for the output layer; biases zero. Drawn in float64, then cast."""
+    weights, biases = [], []
+    last = len(layer_sizes) - 2
+    for l, (fan_in, fan_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
+        if l < last and activation in _HE_ACTIVATIONS:
+            bound = math.sqrt(6.0 / fan_in)
+        else:
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+        weights.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype))
+        biases.append(np.zeros(fan_out, dtype=dtype))
+    return weights, biases
+
+
+# --- whole network -------------------------------------------------------------------------
+
+
+def network_logits(weights, biases, activation, x):
+    """Logits of the last layer; hidden layers apply the activation, the last is linear."""
+    h = x
+    for l, (W, b) in enumerate(zip(weights, biases)):
+        act = activation if l < len(weights) - 1 else "identity"
+        _, h = dense_forward(h, W, b, act)
+    return h
+
+
+def network_loss_and_grad(weights, biases, activation, loss, x, y):
+    """Mean loss and the gradients of every layer's W and b for one batch."""
+    last = len(weights) - 1
+    inputs, zs, hs = [], [], []
+    h = x
+    for l, (W, b) in enumerate(zip(weights, biases)):
+        inputs.append(h)
+        z, h = dense_forward(h, W, b, activation if l < last else "identity")
+        zs.append(z)
+        hs.append(h)
+    value, dh = loss_and_grad(loss, zs[-1], y)
+    dWs, dbs = [None] * len(weights), [None] * len(weights)
+    for l in range(last, -1, -1):
+        act = activation if l < last else "identity"
+        dh, dWs[l], dbs[l] = dense_backward(dh, inputs[l], weights[l], zs[l], hs[l], act, need_dx=l > 0)
+    return value, dWs, dbs
+
+
+def batch_bounds(n, batch_size, drop_last):
+    """(start, stop) of each batch of one epoch."""
+    stop = n - n % batch_size if drop_last else n
+    return [(s, min(s + batch_size, n)) for s in range(0, stop, batch_size)]
+
+
+def train_epoch(weights, biases, w_bufs, b_bufs, activation, loss, x, y, order, lrs,
+                batch_size, drop_last, momentum, nesterov, weight_decay, first_step):
+    """One epoch of mini-batch SGD in place over the batches of x[order]; returns each
+    step's loss. first_step says whether the momentum buffers are still unset."""
+    bounds = batch_bounds(len(order), batch_size, drop_last)
+    if len(lrs) != len(bounds):
+        raise ValueError(f"lrs: expected {len(bounds)} learning rates, got {len(lrs)}")
+    step_loss = np.empty(len(bounds))
+    for step, (start, stop) in enumerate(bounds):
+        rows = order[start:stop]
+        value, dWs, dbs = network_loss_and_grad(weights, biases, activation, loss, x[rows], y[rows])
+        for W, b, dW, db, wbuf, bbuf in zip(weights, biases, dWs, dbs, w_bufs, b_bufs):
+            sgd_update(W, dW, wbuf, lrs[step], momentum, nesterov, weight_decay, first_step)
+            sgd_update(b, db, bbuf, lrs[step], momentum, nesterov, 0.0, first_step)
+        first_step = False
+        step_loss[step] = value
+    return step_loss
