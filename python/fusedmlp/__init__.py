@@ -1,1 +1,13 @@
-from . import _native
+"""fusedmlp: multilayer perceptrons trained by fused native kernels, checked against NumPy."""
+
+from . import reference
+from .backends import BACKENDS, native_available
+from .history import History
+from .io import load
+from .mlp import MLP
+from .reference import ACTIVATIONS, LOSSES
+
+__version__ = "0.1.0"
+
+__all__ = ["MLP", "History", "load", "reference", "ACTIVATIONS", "LOSSES", "BACKENDS", "native_available",
+           "__version__"]

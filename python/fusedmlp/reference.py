@@ -166,13 +166,19 @@ def sgd_update(param, grad, buf, lr, momentum, nesterov, weight_decay, first_ste
 _HE_ACTIVATIONS = ("relu", "leaky_relu", "gelu", "gelu_tanh")
 
 
-def init_parameters(layer_sizes, activation, rng, dtype):
-    """He-uniform for hidden layers with rectifier-like activations, Glorot-uniform for the
-    rest and for the output layer; biases zero. Drawn in float64, then cast."""
+def init_parameters(layer_sizes, activation, rng, dtype, init="auto"):
+    """Uniform initial weights drawn layer by layer from rng in float64, then cast; biases 0.
+
+    init="auto": He-uniform U(+-sqrt(6 / fan_in)) for hidden layers with rectifier-like
+    activations, Glorot-uniform U(+-sqrt(6 / (fan_in + fan_out))) for the other hidden layers
+    and always for the output layer. "he_uniform" / "glorot_uniform" force one rule on every
+    hidden layer.
+    """
     weights, biases = [], []
     last = len(layer_sizes) - 2
+    he_hidden = init == "he_uniform" or (init == "auto" and activation in _HE_ACTIVATIONS)
     for l, (fan_in, fan_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
-        if l < last and activation in _HE_ACTIVATIONS:
+        if l < last and he_hidden:
             bound = math.sqrt(6.0 / fan_in)
         else:
             bound = math.sqrt(6.0 / (fan_in + fan_out))

@@ -1,0 +1,174 @@
+"""Checks of user input shared by every backend.
+
+Each check raises a TypeError (wrong kind of value) or ValueError (right kind, wrong value)
+whose message names the argument, what was expected and what was given. Checks only read:
+callers convert and validate everything before they change any state.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+
+import numpy as np
+
+DTYPES = ("float32", "float64")
+
+
+def _describe(value):
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype} and shape {value.shape}"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def check_choice(arg, value, choices):
+    if not isinstance(value, str):
+        raise TypeError(f"{arg}: expected one of {', '.join(choices)}; got {_describe(value)}")
+    if value not in choices:
+        raise ValueError(f"{arg}: expected one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def check_int(arg, value, minimum):
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{arg}: expected an integer >= {minimum}; got {_describe(value)}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{arg}: expected an integer >= {minimum}; got {_describe(value)}") from None
+    if number < minimum:
+        raise ValueError(f"{arg}: expected an integer >= {minimum}; got {number}")
+    return number
+
+
+def check_float(arg, value, minimum, below=None):
+    """A finite real number in [minimum, below) (or [minimum, inf) when below is None)."""
+    expected = f"a finite number in [{minimum}, {below})" if below is not None else f"a finite number >= {minimum}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{arg}: expected {expected}; got {_describe(value)}")
+    number = float(value)
+    if not math.isfinite(number) or number < minimum or (below is not None and number >= below):
+        raise ValueError(f"{arg}: expected {expected}; got {number!r}")
+    return number
+
+
+def check_bool(arg, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{arg}: expected True or False; got {_describe(value)}")
+    return bool(value)
+
+
+def check_seed(arg, value):
+    if value is None:
+        return None
+    return check_int(arg, value, 0)
+
+
+def check_dtype(value):
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        raise TypeError(f"dtype: expected one of {', '.join(DTYPES)}; got {_describe(value)}") from None
+    if dtype.name not in DTYPES:
+        raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}; got {dtype.name}")
+    return dtype
+
+
+def check_layer_sizes(value):
+    expected = "a sequence of at least two integers >= 1 (input, hidden..., output)"
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"layer_sizes: expected {expected}; got {_describe(value)}")
+    sizes = list(value)
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes: expected {expected}; got {sizes!r}")
+    return tuple(check_int(f"layer_sizes[{i}]", size, 1) for i, size in enumerate(sizes))
+
+
+def numeric_array(arg, value):
+    """value as an ndarray of a real (bool, integer or float) dtype."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{arg}: expected a rectangular array of numbers; got {_describe(value)} ({error})") from None
+    if array.dtype.kind == "c":
+        raise TypeError(f"{arg}: expected real numbers; got complex dtype {array.dtype}")
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{arg}: expected an array of real numbers; got dtype {array.dtype}")
+    return array
+
+
+def require_finite(arg, array, dtype):
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError(f"{arg}: contains NaN or infinity (in {dtype.name}); expected finite values")
+
+
+def as_features(X, n_features, dtype):
+    """X as a C-contiguous (n, n_features) array of dtype, copied only if it must be."""
+    array = numeric_array("X", X)
+    if array.ndim != 2:
+        raise ValueError(f"X: expected a 2-D array of shape (n_samples, {n_features}); got shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"X: expected at least one sample; got shape {array.shape}")
+    if array.shape[1] != n_features:
+        raise ValueError(f"X: expected {n_features} features (columns); got shape {array.shape}")
+    converted = np.ascontiguousarray(array, dtype=dtype)
+    require_finite("X", converted, dtype)
+    return converted
+
+
+def as_targets(y, loss, n_samples, n_outputs, dtype):
+    """y in the form the losses take: int64 class indices (n,) for cross_entropy, else values of
+    dtype shaped (n, n_outputs). A 1-D y is accepted for a single output."""
+    array = numeric_array("y", y)
+    if array.ndim == 0 or array.shape[0] != n_samples:
+        raise ValueError(f"y: expected {n_samples} targets, one per sample of X; got shape {array.shape}")
+    if loss == "cross_entropy":
+        if array.ndim != 1:
+            raise ValueError(f"y: expected class indices of shape ({n_samples},); got shape {array.shape}")
+        if array.dtype.kind == "f":
+            require_finite("y", array, array.dtype)
+            if not np.array_equal(array, np.floor(array)):
+                raise ValueError("y: expected integer class indices; got non-integer values")
+        if array.min() < 0 or array.max() >= n_outputs:
+            raise ValueError(
+                f"y: expected class indices in [0, {n_outputs}); got values from {array.min()} to {array.max()}"
+            )
+        return np.ascontiguousarray(array, dtype=np.int64)
+    if array.ndim == 1 and n_outputs == 1:
+        array = array.reshape(-1, 1)
+    if array.ndim != 2 or array.shape[1] != n_outputs:
+        expected = f"({n_samples},) or ({n_samples}, 1)" if n_outputs == 1 else f"({n_samples}, {n_outputs})"
+        raise ValueError(f"y: expected shape {expected} for {n_outputs} outputs; got shape {array.shape}")
+    converted = np.ascontiguousarray(array, dtype=dtype)
+    require_finite("y", converted, dtype)
+    if loss == "bce" and (converted.min() < 0 or converted.max() > 1):
+        raise ValueError(
+            f"y: bce targets must lie in [0, 1]; got values from {converted.min()} to {converted.max()}"
+        )
+    return converted
+
+
+def as_parameters(weights, biases, layer_sizes, dtype):
+    """Validated copies of weights and biases, shaped for layer_sizes, in dtype."""
+    layers = len(layer_sizes) - 1
+    for arg, value in (("weights", weights), ("biases", biases)):
+        if isinstance(value, (str, bytes, np.ndarray)) or not hasattr(value, "__len__"):
+            raise TypeError(f"{arg}: expected a list of {layers} arrays; got {_describe(value)}")
+        if len(value) != layers:
+            raise ValueError(f"{arg}: expected a list of {layers} arrays, one per layer; got {len(value)}")
+    new_weights, new_biases = [], []
+    for l in range(layers):
+        shapes = ((f"weights[{l}]", weights[l], (layer_sizes[l], layer_sizes[l + 1])),
+                  (f"biases[{l}]", biases[l], (layer_sizes[l + 1],)))
+        for arg, value, shape in shapes:
+            array = numeric_array(arg, value)
+            if array.shape != shape:
+                raise ValueError(f"{arg}: expected shape {shape}; got shape {array.shape}")
+            converted = np.array(array, dtype=dtype, order="C", copy=True)
+            require_finite(arg, converted, dtype)
+            (new_weights if arg.startswith("weights") else new_biases).append(converted)
+    return new_weights, new_biases

@@ -1,0 +1,115 @@
+"""The compute backends behind MLP. The MLP chooses one once, by name; each offers the same
+small interface over arrays already validated and converted by the MLP:
+
+    get_parameters() -> (weights, biases)          copies
+    set_parameters(weights, biases)                copies in
+    logits(X) / outputs(X)                         last layer, before / after its activation
+    loss_and_grad(X, y) -> (loss, dW, db)
+    reset_optimizer()                              the next step starts fresh momentum
+    train_epoch(X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay)
+        -> the loss of each step, parameters updated in place
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import reference
+
+try:
+    from . import _native
+except ImportError as error:  # a source tree that was never built
+    _native = None
+    _NATIVE_IMPORT_ERROR = error
+else:
+    _NATIVE_IMPORT_ERROR = None
+
+BACKENDS = ("numpy", "cpu")
+
+
+def native_available():
+    """Whether the compiled CPU backend could be imported."""
+    return _native is not None
+
+
+class NumpyBackend:
+    """The reference: every op from fusedmlp.reference, in NumPy."""
+
+    def __init__(self, layer_sizes, activation, loss, dtype):
+        self._activation, self._loss = activation, loss
+        self._weights = [np.zeros((a, b), dtype) for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
+        self._biases = [np.zeros(b, dtype) for b in layer_sizes[1:]]
+        self.reset_optimizer()
+
+    def get_parameters(self):
+        return [w.copy() for w in self._weights], [b.copy() for b in self._biases]
+
+    def set_parameters(self, weights, biases):
+        self._weights = [w.copy() for w in weights]
+        self._biases = [b.copy() for b in biases]
+
+    def logits(self, X):
+        return reference.network_logits(self._weights, self._biases, self._activation, X)
+
+    def outputs(self, X):
+        return reference.output_activation(self._loss, self.logits(X))
+
+    def loss_and_grad(self, X, y):
+        return reference.network_loss_and_grad(self._weights, self._biases, self._activation, self._loss, X, y)
+
+    def reset_optimizer(self):
+        self._w_momentum = [np.zeros_like(w) for w in self._weights]
+        self._b_momentum = [np.zeros_like(b) for b in self._biases]
+        self._first_step = True
+
+    def train_epoch(self, X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay):
+        step_loss = reference.train_epoch(
+            self._weights, self._biases, self._w_momentum, self._b_momentum, self._activation, self._loss,
+            X, y, order, lrs, batch_size, drop_last, momentum, nesterov, weight_decay, self._first_step)
+        self._first_step = self._first_step and len(step_loss) == 0
+        return step_loss
+
+
+class CpuBackend:
+    """The native kernels: parameters, optimizer state and workspace live in C++, and each
+    epoch runs there whole with the GIL released."""
+
+    def __init__(self, layer_sizes, activation, loss, dtype):
+        if _native is None:
+            raise ImportError(
+                "backend='cpu': fusedmlp's native module is not built "
+                f"({_NATIVE_IMPORT_ERROR}); install the package with pip, or use backend='numpy'"
+            )
+        net_class = _native.MlpFloat32 if dtype == np.float32 else _native.MlpFloat64
+        self._net = net_class(list(layer_sizes), activation, loss)
+        self._loss = loss
+
+    def get_parameters(self):
+        layers = [self._net.get_layer(l) for l in range(len(self._net.layer_sizes) - 1)]
+        return [w for w, _ in layers], [b for _, b in layers]
+
+    def set_parameters(self, weights, biases):
+        for l, (w, b) in enumerate(zip(weights, biases)):
+            self._net.set_layer(l, w, b)
+
+    def logits(self, X):
+        return self._net.forward_logits(X)
+
+    def outputs(self, X):
+        return _native.output_activation(self._loss, self.logits(X))
+
+    def loss_and_grad(self, X, y):
+        return self._net.loss_and_grad(X, y)
+
+    def reset_optimizer(self):
+        self._net.reset_optimizer()
+
+    def train_epoch(self, X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay):
+        return self._net.train_epoch(X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay)
+
+
+_BACKEND_CLASSES = {"numpy": NumpyBackend, "cpu": CpuBackend}
+
+
+def make_backend(name, layer_sizes, activation, loss, dtype):
+    return _BACKEND_CLASSES[name](layer_sizes, activation, loss, dtype)
