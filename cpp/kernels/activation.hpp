@@ -28,6 +28,21 @@ inline T sigmoid(T z) {
     return z >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
 }
 
+// Phi(z) = 0.5 (1 + erf(z / sqrt 2)) as 0.5 erfc(-z / sqrt 2): no cancellation for z < 0.
+// Evaluated in double, as the reference does, then rounded to T.
+template <class T>
+inline T normal_cdf(T z) {
+    return T(0.5 * std::erfc(-static_cast<double>(z) * kInvSqrt2));
+}
+
+// u = sqrt(2/pi) (z + 0.044715 z^3). Since 0.5 (1 + tanh u) = sigmoid(2u), gelu_tanh is
+// z sigmoid(2u) with derivative sigmoid(2u) (1 + 2 z sigmoid(-2u) u'): DESIGN.md's functions
+// in a form that does not cancel where tanh u is near -1.
+template <class T>
+inline T gelu_tanh_inner(T z) {
+    return T(kSqrt2OverPi) * (z + T(kGeluTanhCoef) * z * z * z);
+}
+
 template <Activation A, class T>
 inline T activate(T z) {
     if constexpr (A == Activation::identity) {
@@ -41,10 +56,9 @@ inline T activate(T z) {
     } else if constexpr (A == Activation::sigmoid) {
         return sigmoid(z);
     } else if constexpr (A == Activation::gelu) {
-        return T(0.5) * z * (T(1) + std::erf(z * T(kInvSqrt2)));
+        return z * normal_cdf(z);
     } else {
-        const T u = T(kSqrt2OverPi) * (z + T(kGeluTanhCoef) * z * z * z);
-        return T(0.5) * z * (T(1) + std::tanh(u));
+        return z * sigmoid(T(2) * gelu_tanh_inner(z));
     }
 }
 
@@ -62,14 +76,12 @@ inline T activation_derivative(T z, T h) {
     } else if constexpr (A == Activation::sigmoid) {
         return h * (T(1) - h);
     } else if constexpr (A == Activation::gelu) {
-        const T cdf = T(0.5) * (T(1) + std::erf(z * T(kInvSqrt2)));
         const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * z * z);
-        return cdf + z * pdf;
+        return normal_cdf(z) + z * pdf;
     } else {
-        const T u = T(kSqrt2OverPi) * (z + T(kGeluTanhCoef) * z * z * z);
-        const T t = std::tanh(u);
+        const T u = gelu_tanh_inner(z);
         const T du = T(kSqrt2OverPi) * (T(1) + T(3 * kGeluTanhCoef) * z * z);
-        return T(0.5) * (T(1) + t) + T(0.5) * z * (T(1) - t * t) * du;
+        return sigmoid(T(2) * u) * (T(1) + T(2) * z * sigmoid(T(-2) * u) * du);
     }
 }
 

@@ -21,12 +21,14 @@ _GELU_TANH_COEF = 0.044715
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
-# NumPy has no erf; math.erf is the C library's, the same function the native code calls.
-_erf_elementwise = np.frompyfunc(math.erf, 1, 1)
+# NumPy has no erfc; math.erfc is the C library's, the same function the native code calls.
+_erfc_elementwise = np.frompyfunc(math.erfc, 1, 1)
 
 
-def _erf(z):
-    return _erf_elementwise(z.astype(np.float64)).astype(z.dtype)
+def _normal_cdf(z):
+    """Phi(z) = 0.5 (1 + erf(z / sqrt 2)), written as 0.5 erfc(-z / sqrt 2), which does not
+    cancel for negative z."""
+    return (0.5 * _erfc_elementwise(-z.astype(np.float64) * _INV_SQRT_2).astype(np.float64)).astype(z.dtype)
 
 
 def sigmoid(z):
@@ -36,6 +38,14 @@ def sigmoid(z):
 
 
 # --- activations -------------------------------------------------------------------------
+
+
+def _gelu_tanh_inner(z):
+    """u = sqrt(2/pi) (z + 0.044715 z^3). Since 0.5 (1 + tanh u) = sigmoid(2u), gelu_tanh is
+    z sigmoid(2u) and its derivative sigmoid(2u) (1 + 2 z sigmoid(-2u) u'): the same functions
+    as DESIGN.md writes them, in a form that does not cancel where tanh u is near -1."""
+    return _SQRT_2_OVER_PI * (z + _GELU_TANH_COEF * z * z * z)
+
 
 
 def activation_forward(name, z):
@@ -51,10 +61,9 @@ def activation_forward(name, z):
     if name == "sigmoid":
         return sigmoid(z)
     if name == "gelu":
-        return 0.5 * z * (1 + _erf(z * _INV_SQRT_2))
+        return z * _normal_cdf(z)
     if name == "gelu_tanh":
-        u = _SQRT_2_OVER_PI * (z + _GELU_TANH_COEF * z * z * z)
-        return 0.5 * z * (1 + np.tanh(u))
+        return z * sigmoid(2 * _gelu_tanh_inner(z))
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
 
 
@@ -71,14 +80,12 @@ def activation_derivative(name, z, h):
     if name == "sigmoid":
         return h * (1 - h)
     if name == "gelu":
-        cdf = 0.5 * (1 + _erf(z * _INV_SQRT_2))
         pdf = _INV_SQRT_2PI * np.exp(-0.5 * z * z)
-        return cdf + z * pdf
+        return _normal_cdf(z) + z * pdf
     if name == "gelu_tanh":
-        u = _SQRT_2_OVER_PI * (z + _GELU_TANH_COEF * z * z * z)
-        t = np.tanh(u)
+        u = _gelu_tanh_inner(z)
         du = _SQRT_2_OVER_PI * (1 + 3 * _GELU_TANH_COEF * z * z)
-        return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * du
+        return sigmoid(2 * u) * (1 + 2 * z * sigmoid(-2 * u) * du)
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
 
 
