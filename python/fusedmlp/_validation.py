@@ -10,10 +10,15 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 DTYPES = ("float32", "float64")
+
+# The largest integer a count (epochs, batch_size, layer size, ...) may take: it must fit the
+# native side's 64-bit integers, so a larger one would fail there, after state has changed.
+INT_MAX = 2**63 - 1
 
 
 def _describe(value):
@@ -33,7 +38,8 @@ def check_choice(arg, value, choices):
     return value
 
 
-def check_int(arg, value, minimum):
+def check_int(arg, value, minimum, maximum=INT_MAX):
+    """An integer (not a bool, not a float) in [minimum, maximum]; maximum=None: unbounded."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{arg}: expected an integer >= {minimum}; got {_describe(value)}")
     try:
@@ -42,6 +48,8 @@ def check_int(arg, value, minimum):
         raise TypeError(f"{arg}: expected an integer >= {minimum}; got {_describe(value)}") from None
     if number < minimum:
         raise ValueError(f"{arg}: expected an integer >= {minimum}; got {number}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{arg}: expected an integer >= {minimum} and <= {maximum}; got {number}")
     return number
 
 
@@ -50,7 +58,10 @@ def check_float(arg, value, minimum, below=None):
     expected = f"a finite number in [{minimum}, {below})" if below is not None else f"a finite number >= {minimum}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{arg}: expected {expected}; got {_describe(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int (or Fraction) beyond the float range
+        raise ValueError(f"{arg}: expected {expected}; got {_describe(value)}") from None
     if not math.isfinite(number) or number < minimum or (below is not None and number >= below):
         raise ValueError(f"{arg}: expected {expected}; got {number!r}")
     return number
@@ -63,24 +74,35 @@ def check_bool(arg, value):
 
 
 def check_seed(arg, value):
+    """None or an integer >= 0 (of any size: np.random.default_rng takes them all)."""
     if value is None:
         return None
-    return check_int(arg, value, 0)
+    return check_int(arg, value, 0, maximum=None)
 
 
 def check_dtype(value):
+    """One of DTYPES (a name, a NumPy type or dtype), as the native-byte-order dtype."""
+    expected = f"one of {', '.join(DTYPES)}"
+    if value is None:  # np.dtype(None) would quietly mean float64
+        raise TypeError(f"dtype: expected {expected}; got None")
     try:
         dtype = np.dtype(value)
     except TypeError:
-        raise TypeError(f"dtype: expected one of {', '.join(DTYPES)}; got {_describe(value)}") from None
-    if dtype.name not in DTYPES:
-        raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}; got {dtype.name}")
-    return dtype
+        error = ValueError if isinstance(value, str) else TypeError
+        raise error(f"dtype: expected {expected}; got {_describe(value)}") from None
+    if dtype.name not in DTYPES or dtype.fields is not None:
+        raise ValueError(f"dtype: expected {expected}; got {dtype}")
+    # ">f4" is float32 too, but every backend computes in native byte order.
+    return np.dtype(dtype.name)
 
 
 def check_layer_sizes(value):
     expected = "a sequence of at least two integers >= 1 (input, hidden..., output)"
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1:
+            raise TypeError(f"layer_sizes: expected {expected}; got {_describe(value)}")
+    elif isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        # Sets and dicts have no order; generators are used up by reading them.
         raise TypeError(f"layer_sizes: expected {expected}; got {_describe(value)}")
     sizes = list(value)
     if len(sizes) < 2:
@@ -101,9 +123,40 @@ def numeric_array(arg, value):
     return array
 
 
-def require_finite(arg, array, dtype):
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ValueError(f"{arg}: contains NaN or infinity (in {dtype.name}); expected finite values")
+def _first_bad(mask):
+    """The index of the first True of mask, as text: "index 3" or "index (2, 1)"."""
+    index = tuple(int(i) for i in np.argwhere(mask)[0])
+    return f"index {index[0]}" if len(index) == 1 else f"index {index}"
+
+
+def require_finite(arg, array, dtype, original=None):
+    """Raise unless every value of array (already converted to dtype) is finite. original:
+    the values before conversion, to tell an overflow in the conversion from a NaN or inf."""
+    if array.dtype.kind != "f":
+        return
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    bad = ~finite
+    if original is not None and original.dtype.kind in "biuf":
+        overflowed = bad & np.isfinite(original)
+        if overflowed.any():
+            where = _first_bad(overflowed)
+            value = original[tuple(np.argwhere(overflowed)[0])].item()
+            raise ValueError(
+                f"{arg}: expected finite values that fit in {dtype.name} (magnitude <= {np.finfo(dtype).max:.4g}); "
+                f"got {value!r} at {where}, which overflows to infinity in {dtype.name}"
+            )
+    value = array[tuple(np.argwhere(bad)[0])].item()
+    raise ValueError(f"{arg}: expected finite values (no NaN or infinity); got {value!r} at {_first_bad(bad)}")
+
+
+def _convert(arg, array, dtype):
+    """array as a C-contiguous array of dtype (copied only if it must be), all finite."""
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
+        converted = np.ascontiguousarray(array, dtype=dtype)
+    require_finite(arg, converted, dtype, original=array)
+    return converted
 
 
 def as_features(X, n_features, dtype):
@@ -115,9 +168,7 @@ def as_features(X, n_features, dtype):
         raise ValueError(f"X: expected at least one sample; got shape {array.shape}")
     if array.shape[1] != n_features:
         raise ValueError(f"X: expected {n_features} features (columns); got shape {array.shape}")
-    converted = np.ascontiguousarray(array, dtype=dtype)
-    require_finite("X", converted, dtype)
-    return converted
+    return _convert("X", array, dtype)
 
 
 def as_targets(y, loss, n_samples, n_outputs, dtype):
@@ -131,8 +182,10 @@ def as_targets(y, loss, n_samples, n_outputs, dtype):
             raise ValueError(f"y: expected class indices of shape ({n_samples},); got shape {array.shape}")
         if array.dtype.kind == "f":
             require_finite("y", array, array.dtype)
-            if not np.array_equal(array, np.floor(array)):
-                raise ValueError("y: expected integer class indices; got non-integer values")
+            fractional = array != np.floor(array)
+            if fractional.any():
+                raise ValueError(f"y: expected integer class indices; got non-integer value "
+                                 f"{array[fractional][0].item()!r} at {_first_bad(fractional)}")
         if array.min() < 0 or array.max() >= n_outputs:
             raise ValueError(
                 f"y: expected class indices in [0, {n_outputs}); got values from {array.min()} to {array.max()}"
@@ -143,11 +196,10 @@ def as_targets(y, loss, n_samples, n_outputs, dtype):
     if array.ndim != 2 or array.shape[1] != n_outputs:
         expected = f"({n_samples},) or ({n_samples}, 1)" if n_outputs == 1 else f"({n_samples}, {n_outputs})"
         raise ValueError(f"y: expected shape {expected} for {n_outputs} outputs; got shape {array.shape}")
-    converted = np.ascontiguousarray(array, dtype=dtype)
-    require_finite("y", converted, dtype)
+    converted = _convert("y", array, dtype)
     if loss == "bce" and (converted.min() < 0 or converted.max() > 1):
         raise ValueError(
-            f"y: bce targets must lie in [0, 1]; got values from {converted.min()} to {converted.max()}"
+            f"y: expected bce targets in [0, 1]; got values from {converted.min()} to {converted.max()}"
         )
     return converted
 
@@ -156,7 +208,7 @@ def as_parameters(weights, biases, layer_sizes, dtype):
     """Validated copies of weights and biases, shaped for layer_sizes, in dtype."""
     layers = len(layer_sizes) - 1
     for arg, value in (("weights", weights), ("biases", biases)):
-        if isinstance(value, (str, bytes, np.ndarray)) or not hasattr(value, "__len__"):
+        if isinstance(value, (str, bytes, np.ndarray, Mapping)) or not isinstance(value, Sequence):
             raise TypeError(f"{arg}: expected a list of {layers} arrays; got {_describe(value)}")
         if len(value) != layers:
             raise ValueError(f"{arg}: expected a list of {layers} arrays, one per layer; got {len(value)}")
@@ -168,7 +220,8 @@ def as_parameters(weights, biases, layer_sizes, dtype):
             array = numeric_array(arg, value)
             if array.shape != shape:
                 raise ValueError(f"{arg}: expected shape {shape}; got shape {array.shape}")
-            converted = np.array(array, dtype=dtype, order="C", copy=True)
-            require_finite(arg, converted, dtype)
+            converted = _convert(arg, array, dtype)
+            if converted is array:
+                converted = converted.copy()  # the model must not share memory with the caller
             (new_weights if arg.startswith("weights") else new_biases).append(converted)
     return new_weights, new_biases

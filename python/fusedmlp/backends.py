@@ -80,7 +80,7 @@ class CpuBackend:
                 "backend='cpu': fusedmlp's native module is not built "
                 f"({_NATIVE_IMPORT_ERROR}); install the package with pip, or use backend='numpy'"
             )
-        net_class = _native.MlpFloat32 if dtype == np.float32 else _native.MlpFloat64
+        net_class = _native.MlpFloat32 if np.dtype(dtype).name == "float32" else _native.MlpFloat64
         self._net = net_class(list(layer_sizes), activation, loss)
         self._loss = loss
 

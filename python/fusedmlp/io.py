@@ -4,26 +4,59 @@ allow_pickle=False, so loading a file never runs code from it.
 
 Members: "meta" (UTF-8 JSON as uint8: format, format_version, library_version, layer_sizes,
 activation, loss, dtype, rng_state), "W0".."W{L-1}", "b0".."b{L-1}".
+
+load() reports every defect of a file's content (not a zip, truncated, a checksum that does
+not match, a description or arrays that do not fit together, a newer format version) as a
+ValueError naming the path; a path that cannot be opened keeps its OSError
+(FileNotFoundError, IsADirectoryError, PermissionError).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-import zipfile
+import secrets
 
 import numpy as np
+
+from ._validation import _describe, check_choice, check_layer_sizes
+from .backends import BACKENDS
 
 FORMAT = "fusedmlp-model"
 FORMAT_VERSION = 1
 
 
+def _check_path(path):
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path: expected a str, bytes or os.PathLike file name; got {_describe(path)}") from None
+
+
+def _fsync_folder(folder):
+    """Make a rename into folder durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
 def save(net, path):
-    """Write net to path atomically: a temporary file in the same folder, renamed into place."""
+    """Write net to path atomically: a temporary file in the same folder, renamed into place.
+
+    Either path holds the complete new file afterwards or (when an error is raised) it is as it
+    was before; no temporary file is left behind. The new file gets the permissions an ordinary
+    new file would get (0o666 less the umask).
+    """
     from . import __version__
 
-    path = os.fspath(path)
+    path = os.path.abspath(os.fsdecode(_check_path(path)))  # one type (str) for every os call below
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -37,8 +70,15 @@ def save(net, path):
     arrays = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
     for l, (w, b) in enumerate(zip(net.weights, net.biases)):
         arrays[f"W{l}"], arrays[f"b{l}"] = w, b
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".fusedmlp-", suffix=".tmp", dir=folder)
+    folder, name = os.path.split(path)
+    # Created by hand rather than by tempfile.mkstemp, whose 0o600 mode the rename would keep.
+    while True:
+        temporary = os.path.join(folder, f".{name[:64]}.{secrets.token_hex(6)}.tmp")  # short: NAME_MAX
+        try:
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        break
     try:
         with os.fdopen(handle, "wb") as file:
             np.savez(file, **arrays)
@@ -46,45 +86,101 @@ def save(net, path):
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        if os.path.exists(temporary):
+        try:
             os.unlink(temporary)
+        except OSError:
+            pass
         raise
+    _fsync_folder(folder)
 
 
 def _bad_file(path, why):
     return ValueError(f"path: {path!r} is not a readable fusedmlp model file: {why}")
 
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a first member, or an empty archive
+
+
+def _read_members(file):
+    """Every member of the npz archive in the open file, as arrays (never unpickled)."""
+    magic = file.read(4)
+    if magic not in _ZIP_MAGIC:
+        why = "the file is empty" if not magic else f"it starts with {magic!r}"
+        raise ValueError(f"not an .npz (zip) archive: {why}")
+    file.seek(0)
+    archive = np.load(file, allow_pickle=False)
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array, not an archive
+        raise ValueError("a single .npy array, not an .npz archive")
+    with archive:
+        members = {name: archive[name] for name in archive.files}
+    for name, value in members.items():
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"member {name!r} is not a .npy array")
+    return members
+
+
+def _read_meta(members):
+    meta = members.pop("meta", None)
+    if meta is None:
+        raise ValueError("no description (member 'meta'); this is not a fusedmlp model file")
+    if meta.dtype != np.uint8 or meta.ndim != 1:
+        raise ValueError(f"the description (member 'meta') is not UTF-8 bytes: {_describe(meta)}")
+    meta = json.loads(meta.tobytes().decode("utf-8"))
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError("the description does not name the fusedmlp model format")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise ValueError(f"format version {version!r}; this library reads versions 1 to {FORMAT_VERSION}")
+    for key in ("layer_sizes", "activation", "loss", "dtype", "rng_state"):
+        if key not in meta:
+            raise ValueError(f"the description has no {key!r}")
+    return meta
+
+
+def _check_arrays(meta, members):
+    """The parameter arrays are exactly W0, b0, ... with the shapes layer_sizes gives. Checked
+    before a model is built, so that a damaged description can never make one huge."""
+    sizes = check_layer_sizes(meta["layer_sizes"])
+    layers = len(sizes) - 1
+    expected = {f"W{l}" for l in range(layers)} | {f"b{l}" for l in range(layers)}
+    if set(members) != expected:
+        raise ValueError(f"parameter arrays {sorted(members)}, expected {sorted(expected)}")
+    for l in range(layers):
+        for name, shape in ((f"W{l}", (sizes[l], sizes[l + 1])), (f"b{l}", (sizes[l + 1],))):
+            if members[name].shape != shape:
+                raise ValueError(f"array {name} has shape {members[name].shape}, expected {shape}")
+            if members[name].dtype.name != meta["dtype"]:
+                raise ValueError(f"array {name} has dtype {members[name].dtype}, expected {meta['dtype']!r}")
+    return sizes
+
+
 def load(path, backend="cpu"):
     """Read a model written by MLP.save; backend chooses where it runs ("cpu" or "numpy")."""
     from .mlp import MLP
 
-    path = os.fspath(path)
+    path = _check_path(path)
+    backend = check_choice("backend", backend, BACKENDS)
+    with open(path, "rb") as file:  # FileNotFoundError and the like stay what they are
+        try:
+            members = _read_members(file)
+        except MemoryError:
+            raise
+        except Exception as error:
+            # zipfile.BadZipFile (bad CRC, bad header), zlib.error, EOFError, OSError,
+            # ValueError (numpy's header checks, pickled data), struct.error, KeyError,
+            # UnicodeDecodeError, NotImplementedError (unknown compression), RuntimeError
+            # (an "encrypted" flag), ...: whatever a damaged zip makes the readers raise.
+            why = str(error) if type(error) is ValueError else f"{type(error).__name__}: {error}"
+            raise _bad_file(path, why) from None
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            members = {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
-        raise _bad_file(path, f"{type(error).__name__}: {error}") from None
-    try:
-        meta = json.loads(members.pop("meta").tobytes().decode("utf-8"))
-    except (KeyError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _bad_file(path, f"no valid description ({type(error).__name__}: {error})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise _bad_file(path, "the description does not name the fusedmlp model format")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-        raise _bad_file(path, f"format version {version!r}; this library reads versions 1 to {FORMAT_VERSION}")
-    try:
-        net = MLP(meta["layer_sizes"], activation=meta["activation"], loss=meta["loss"], backend=backend,
-                  dtype=meta["dtype"])
-        layers = len(net.layer_sizes) - 1
-        expected = {f"W{l}" for l in range(layers)} | {f"b{l}" for l in range(layers)}
-        if set(members) != expected:
-            raise ValueError(f"parameter arrays {sorted(members)}, expected {sorted(expected)}")
+        meta = _read_meta(members)
+        sizes = _check_arrays(meta, members)
+        net = MLP(sizes, activation=meta["activation"], loss=meta["loss"], backend=backend, dtype=meta["dtype"])
+        layers = len(sizes) - 1
         net.set_parameters([members[f"W{l}"] for l in range(layers)], [members[f"b{l}"] for l in range(layers)])
         net._rng.bit_generator.state = meta["rng_state"]
-    except (KeyError, TypeError, ValueError) as error:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as error:
+        # JSON or UTF-8 decoding, or a description that does not fit the arrays or the MLP
+        # (an ImportError for a cpu backend that was never built is not the file's fault).
         raise _bad_file(path, f"{type(error).__name__}: {error}") from None
     return net

@@ -1,0 +1,556 @@
+"""Bad input gets a clear error and leaves the model as it was.
+
+One table drives the test: each row is (description, model kind, call, exception type, regex).
+Every call must raise exactly that exception type (ValueError or TypeError) with a message that
+matches the regex (which names the argument, what was expected and what was given), emit no
+warning, and leave the model unchanged: the same parameters, the same random generator state,
+and the same result from the next fit as an untouched twin.
+
+The second half checks the other side: array layouts and dtypes that must be accepted give
+exactly the result of the contiguous float array.
+"""
+
+import re
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import fusedmlp as fm
+from fusedmlp import MLP
+
+BACKENDS = ("numpy", "cpu")
+
+N, D = 10, 4
+_rng = np.random.default_rng(1234)
+X = _rng.normal(size=(N, D))
+Y = {
+    "ce": np.arange(N) % 3,
+    "mse": _rng.normal(size=(N, 2)),
+    "mse1": _rng.normal(size=N),
+    "bce": (_rng.random((N, 2)) > 0.5).astype(np.float64),
+}
+KINDS = {
+    "ce": dict(layer_sizes=[D, 5, 3], activation="tanh", loss="cross_entropy"),
+    "mse": dict(layer_sizes=[D, 5, 2], activation="relu", loss="mse"),
+    "mse1": dict(layer_sizes=[D, 5, 1], activation="relu", loss="mse"),
+    "bce": dict(layer_sizes=[D, 5, 2], activation="sigmoid", loss="bce"),
+}
+
+
+def make(kind, backend, dtype="float32", seed=7):
+    spec = KINDS[kind]
+    return MLP(spec["layer_sizes"], activation=spec["activation"], loss=spec["loss"], backend=backend,
+               dtype=dtype, seed=seed)
+
+
+def snapshot(net):
+    return net.weights, net.biases, net._rng.bit_generator.state
+
+
+def assert_same_snapshot(a, b):
+    (wa, ba, ra), (wb, bb, rb) = a, b
+    assert len(wa) == len(wb) and len(ba) == len(bb)
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb)), "weights changed"
+    assert all(np.array_equal(x, y) for x, y in zip(ba, bb)), "biases changed"
+    assert ra == rb, "random generator state changed"
+
+
+def valid_fit(net, kind):
+    """A fit that draws from the model's generator (shuffle) and uses momentum."""
+    return net.fit(X, Y[kind], epochs=2, batch_size=3, lr=0.05, momentum=0.9)
+
+
+def alphabet(names):
+    """A regex that matches a message listing every one of names, comma separated."""
+    return re.escape(", ".join(names))
+
+
+# --- the table -----------------------------------------------------------------------------
+
+CASES = []  # (description, kind, call(net, backend), exception type, regex)
+
+
+def case(description, kind, call, error, regex):
+    CASES.append(pytest.param(kind, call, error, regex, id=description))
+
+
+def _with(array, index, value):
+    array = np.array(array, dtype=np.float64)
+    array[index] = value
+    return array
+
+
+# Bad X for every entry point that takes X; the y that goes with it is valid.
+X_ENTRY_POINTS = {
+    "fit": lambda net, kind, x: net.fit(x, Y[kind], epochs=1, batch_size=4),
+    "loss_and_grad": lambda net, kind, x: net.loss_and_grad(x, Y[kind]),
+    "forward": lambda net, kind, x: net.forward(x),
+    "decision_function": lambda net, kind, x: net.decision_function(x),
+    "predict": lambda net, kind, x: net.predict(x),
+    "predict_proba": lambda net, kind, x: net.predict_proba(x),
+    "score": lambda net, kind, x: net.score(x, Y[kind]),
+}
+
+_ragged = [list(row) for row in X]
+_ragged[3] = _ragged[3][:2]
+_with_none = [list(row) for row in X]
+_with_none[2][1] = None
+
+BAD_X = [
+    ("1-D", X[0], ValueError, r"^X: expected a 2-D array of shape \(n_samples, 4\); got shape \(4,\)"),
+    ("3-D", X[None], ValueError, r"^X: expected a 2-D array .*; got shape \(1, 10, 4\)"),
+    ("scalar", 3.0, ValueError, r"^X: expected a 2-D array .*; got shape \(\)"),
+    ("3 features", X[:, :3], ValueError, r"^X: expected 4 features \(columns\); got shape \(10, 3\)"),
+    ("5 features", np.hstack([X, X[:, :1]]), ValueError, r"^X: expected 4 features \(columns\); got shape \(10, 5\)"),
+    ("empty", np.empty((0, D)), ValueError, r"^X: expected at least one sample; got shape \(0, 4\)"),
+    ("strings", X.astype(str), TypeError, r"^X: expected an array of real numbers; got dtype <U"),
+    ("bytes", X.astype("S8"), TypeError, r"^X: expected an array of real numbers; got dtype \|S8"),
+    ("objects", X.astype(object), TypeError, r"^X: expected an array of real numbers; got dtype object"),
+    ("None in list", _with_none, TypeError, r"^X: expected an array of real numbers; got dtype object"),
+    ("datetime", np.zeros((N, D), "datetime64[s]"), TypeError, r"^X: expected an array of real numbers; got dtype datetime64"),
+    ("complex", X + 1j, TypeError, r"^X: expected real numbers; got complex dtype complex128"),
+    ("complex64", (X + 0j).astype(np.complex64), TypeError, r"^X: expected real numbers; got complex dtype complex64"),
+    ("ragged list", _ragged, ValueError, r"^X: expected a rectangular array of numbers; got \[\["),
+    ("NaN", _with(X, (2, 1), np.nan), ValueError, r"^X: expected finite values .*; got nan at index \(2, 1\)"),
+    ("+inf", _with(X, (0, 3), np.inf), ValueError, r"^X: expected finite values .*; got inf at index \(0, 3\)"),
+    ("-inf", _with(X, (9, 0), -np.inf), ValueError, r"^X: expected finite values .*; got -inf at index \(9, 0\)"),
+    ("float64 overflowing float32", _with(X, (4, 2), 1e300), ValueError,
+     r"^X: expected finite values that fit in float32 .*; got 1e\+300 at index \(4, 2\), which overflows"),
+]
+for x_name, x_value, x_error, x_regex in BAD_X:
+    for entry, call in X_ENTRY_POINTS.items():
+        for kind in ("ce", "mse") if entry != "predict_proba" else ("ce", "bce"):
+            case(f"X {x_name} -> {entry} ({kind})", kind,
+                 lambda net, backend, call=call, kind=kind, x=x_value: call(net, kind, x), x_error, x_regex)
+
+# Bad y for every entry point that takes y; X is valid.
+Y_ENTRY_POINTS = {
+    "fit": lambda net, y: net.fit(X, y, epochs=1, batch_size=4),
+    "loss_and_grad": lambda net, y: net.loss_and_grad(X, y),
+    "score": lambda net, y: net.score(X, y),
+}
+BAD_Y = [
+    ("ce", "too short", Y["ce"][:-1], ValueError, r"^y: expected 10 targets, one per sample of X; got shape \(9,\)"),
+    ("ce", "too long", np.append(Y["ce"], 0), ValueError, r"^y: expected 10 targets, .*; got shape \(11,\)"),
+    ("ce", "scalar", 1, ValueError, r"^y: expected 10 targets, .*; got shape \(\)"),
+    ("ce", "empty", [], ValueError, r"^y: expected 10 targets, .*; got shape \(0,\)"),
+    ("ce", "column", Y["ce"][:, None], ValueError, r"^y: expected class indices of shape \(10,\); got shape \(10, 1\)"),
+    ("ce", "label = k", _with(Y["ce"], 5, 3).astype(int), ValueError,
+     r"^y: expected class indices in \[0, 3\); got values from 0 to 3"),
+    ("ce", "label -1", _with(Y["ce"], 5, -1).astype(int), ValueError,
+     r"^y: expected class indices in \[0, 3\); got values from -1 to 2"),
+    ("ce", "label 1e20", _with(Y["ce"], 5, 1e20), ValueError, r"^y: expected class indices in \[0, 3\); got values from 0"),
+    ("ce", "label 0.5", _with(Y["ce"], 4, 0.5), ValueError,
+     r"^y: expected integer class indices; got non-integer value 0.5 at index 4"),
+    ("ce", "label NaN", _with(Y["ce"], 6, np.nan), ValueError, r"^y: expected finite values .*; got nan at index 6"),
+    ("ce", "label inf", _with(Y["ce"], 6, np.inf), ValueError, r"^y: expected finite values .*; got inf at index 6"),
+    ("ce", "label strings", Y["ce"].astype(str), TypeError, r"^y: expected an array of real numbers; got dtype <U"),
+    ("ce", "None in list", [0, 1, None, 2, 0, 1, 2, 0, 1, 2], TypeError,
+     r"^y: expected an array of real numbers; got dtype object"),
+    ("ce", "complex", Y["ce"] + 0j, TypeError, r"^y: expected real numbers; got complex dtype complex128"),
+    ("mse", "3 columns", np.hstack([Y["mse"], Y["mse"][:, :1]]), ValueError,
+     r"^y: expected shape \(10, 2\) for 2 outputs; got shape \(10, 3\)"),
+    ("mse", "1-D for 2 outputs", Y["mse"][:, 0], ValueError,
+     r"^y: expected shape \(10, 2\) for 2 outputs; got shape \(10,\)"),
+    ("mse", "3-D", Y["mse"][:, :, None], ValueError, r"^y: expected shape \(10, 2\) for 2 outputs; got shape \(10, 2, 1\)"),
+    ("mse", "too short", Y["mse"][:-2], ValueError, r"^y: expected 10 targets, one per sample of X; got shape \(8, 2\)"),
+    ("mse", "NaN", _with(Y["mse"], (3, 1), np.nan), ValueError, r"^y: expected finite values .*; got nan at index \(3, 1\)"),
+    ("mse", "-inf", _with(Y["mse"], (0, 0), -np.inf), ValueError, r"^y: expected finite values .*; got -inf at index \(0, 0\)"),
+    ("mse", "float64 overflowing float32", _with(Y["mse"], (7, 1), -1e39), ValueError,
+     r"^y: expected finite values that fit in float32 .*; got -1e\+39 at index \(7, 1\), which overflows"),
+    ("mse", "ragged", [[1.0, 2.0]] * 9 + [[1.0]], ValueError, r"^y: expected a rectangular array of numbers"),
+    ("mse", "objects", Y["mse"].astype(object), TypeError, r"^y: expected an array of real numbers; got dtype object"),
+    ("mse1", "2 columns", Y["mse"], ValueError, r"^y: expected shape \(10,\) or \(10, 1\) for 1 outputs; got shape \(10, 2\)"),
+    ("bce", "target 1.5", _with(Y["bce"], (2, 0), 1.5), ValueError,
+     r"^y: expected bce targets in \[0, 1\]; got values from 0.0 to 1.5"),
+    ("bce", "target -0.25", _with(Y["bce"], (2, 0), -0.25), ValueError,
+     r"^y: expected bce targets in \[0, 1\]; got values from -0.25 to 1.0"),
+    ("bce", "target 2 (int)", _with(Y["bce"], (2, 0), 2).astype(int), ValueError,
+     r"^y: expected bce targets in \[0, 1\]; got values from 0.0 to 2.0"),
+    ("bce", "NaN", _with(Y["bce"], (1, 1), np.nan), ValueError, r"^y: expected finite values .*; got nan at index \(1, 1\)"),
+]
+for y_kind, y_name, y_value, y_error, y_regex in BAD_Y:
+    for entry, call in Y_ENTRY_POINTS.items():
+        case(f"y {y_kind} {y_name} -> {entry}", y_kind, lambda net, backend, call=call, y=y_value: call(net, y),
+             y_error, y_regex)
+
+# Bad arguments of fit (X and y valid).
+FIT_ARGS = [
+    ("batch_size", 0, ValueError, r"^batch_size: expected an integer >= 1; got 0"),
+    ("batch_size", -3, ValueError, r"^batch_size: expected an integer >= 1; got -3"),
+    ("batch_size", 2**70, ValueError, r"^batch_size: expected an integer >= 1 and <= \d+; got 1180591620717411303424"),
+    ("batch_size", 4.0, TypeError, r"^batch_size: expected an integer >= 1; got 4.0 \(float\)"),
+    ("batch_size", np.float64(4), TypeError, r"^batch_size: expected an integer >= 1; got .*4.0.* \(float64\)"),
+    ("batch_size", True, TypeError, r"^batch_size: expected an integer >= 1; got True \(bool\)"),
+    ("batch_size", "4", TypeError, r"^batch_size: expected an integer >= 1; got '4' \(str\)"),
+    ("batch_size", None, TypeError, r"^batch_size: expected an integer >= 1; got None \(NoneType\)"),
+    ("epochs", -1, ValueError, r"^epochs: expected an integer >= 0; got -1"),
+    ("epochs", 2.5, TypeError, r"^epochs: expected an integer >= 0; got 2.5 \(float\)"),
+    ("epochs", False, TypeError, r"^epochs: expected an integer >= 0; got False \(bool\)"),
+    ("epochs", "3", TypeError, r"^epochs: expected an integer >= 0; got '3' \(str\)"),
+    ("lr", -0.1, ValueError, r"^lr: expected a finite number >= 0.0; got -0.1"),
+    ("lr", float("nan"), ValueError, r"^lr: expected a finite number >= 0.0; got nan"),
+    ("lr", float("inf"), ValueError, r"^lr: expected a finite number >= 0.0; got inf"),
+    ("lr", -float("inf"), ValueError, r"^lr: expected a finite number >= 0.0; got -inf"),
+    ("lr", np.float32("nan"), ValueError, r"^lr: expected a finite number >= 0.0; got nan"),
+    ("lr", 10**400, ValueError, r"^lr: expected a finite number >= 0.0; got 1000"),
+    ("lr", Fraction(-1, 3), ValueError, r"^lr: expected a finite number >= 0.0; got -0.333"),
+    ("lr", "0.1", TypeError, r"^lr: expected a finite number >= 0.0; got '0.1' \(str\)"),
+    ("lr", None, TypeError, r"^lr: expected a finite number >= 0.0; got None"),
+    ("lr", True, TypeError, r"^lr: expected a finite number >= 0.0; got True \(bool\)"),
+    ("lr", 0.1 + 0j, TypeError, r"^lr: expected a finite number >= 0.0; got \(0.1\+0j\) \(complex\)"),
+    ("momentum", -0.1, ValueError, r"^momentum: expected a finite number in \[0.0, 1.0\); got -0.1"),
+    ("momentum", 1.0, ValueError, r"^momentum: expected a finite number in \[0.0, 1.0\); got 1.0"),
+    ("momentum", 1.5, ValueError, r"^momentum: expected a finite number in \[0.0, 1.0\); got 1.5"),
+    ("momentum", float("nan"), ValueError, r"^momentum: expected a finite number in \[0.0, 1.0\); got nan"),
+    ("momentum", "0.9", TypeError, r"^momentum: expected a finite number in \[0.0, 1.0\); got '0.9' \(str\)"),
+    ("weight_decay", -1e-4, ValueError, r"^weight_decay: expected a finite number >= 0.0; got -0.0001"),
+    ("weight_decay", float("inf"), ValueError, r"^weight_decay: expected a finite number >= 0.0; got inf"),
+    ("weight_decay", float("nan"), ValueError, r"^weight_decay: expected a finite number >= 0.0; got nan"),
+    ("warmup_steps", -1, ValueError, r"^warmup_steps: expected an integer >= 0; got -1"),
+    ("warmup_steps", 10.0, TypeError, r"^warmup_steps: expected an integer >= 0; got 10.0 \(float\)"),
+    ("warmup_steps", True, TypeError, r"^warmup_steps: expected an integer >= 0; got True \(bool\)"),
+    ("nesterov", "yes", TypeError, r"^nesterov: expected True or False; got 'yes' \(str\)"),
+    ("nesterov", 1, TypeError, r"^nesterov: expected True or False; got 1 \(int\)"),
+    ("shuffle", "no", TypeError, r"^shuffle: expected True or False; got 'no' \(str\)"),
+    ("shuffle", None, TypeError, r"^shuffle: expected True or False; got None"),
+    ("drop_last", 1, TypeError, r"^drop_last: expected True or False; got 1 \(int\)"),
+    ("seed", -1, ValueError, r"^seed: expected an integer >= 0; got -1"),
+    ("seed", 1.0, TypeError, r"^seed: expected an integer >= 0; got 1.0 \(float\)"),
+    ("seed", "1", TypeError, r"^seed: expected an integer >= 0; got '1' \(str\)"),
+    ("seed", True, TypeError, r"^seed: expected an integer >= 0; got True \(bool\)"),
+]
+for arg, value, error, regex in FIT_ARGS:
+    case(f"fit {arg}={value!r}", "ce",
+         lambda net, backend, arg=arg, value=value: net.fit(X, Y["ce"], **dict({"epochs": 1}, **{arg: value})),
+         error, regex)
+case("fit nesterov without momentum", "ce", lambda net, backend: net.fit(X, Y["ce"], nesterov=True, momentum=0.0),
+     ValueError, r"^nesterov: Nesterov momentum needs momentum > 0; got momentum=0.0")
+case("fit nesterov with default momentum", "ce", lambda net, backend: net.fit(X, Y["ce"], nesterov=True),
+     ValueError, r"^nesterov: .*momentum > 0")
+case("fit drop_last with batch_size > n", "ce",
+     lambda net, backend: net.fit(X, Y["ce"], batch_size=N + 1, drop_last=True), ValueError,
+     r"^batch_size: with drop_last=True, expected at most the 10 samples of X; got 11")
+case("fit drop_last with batch_size > n (mse)", "mse",
+     lambda net, backend: net.fit(X[:3], Y["mse"][:3], batch_size=4, drop_last=True), ValueError,
+     r"^batch_size: with drop_last=True, expected at most the 3 samples of X; got 4")
+case("fit bad lr after valid X and y, bad y after valid lr", "ce",
+     lambda net, backend: net.fit(X, Y["ce"] + 5, lr=0.1, momentum=0.5), ValueError,
+     r"^y: expected class indices in \[0, 3\); got values from 5 to 7")
+
+case("predict_proba on an mse model", "mse", lambda net, backend: net.predict_proba(X), ValueError,
+     r"^predict_proba: .*'bce' or 'cross_entropy'.*'mse'")
+case("predict_proba on an mse model with bad X", "mse1", lambda net, backend: net.predict_proba(X[0]), ValueError,
+     r"predict_proba|^X:")
+
+# Bad constructor arguments; the table's model is only there to check nothing touched it.
+VALID = dict(layer_sizes=[D, 3, 2], activation="relu", loss="cross_entropy", dtype="float32", init="auto", seed=0)
+
+
+def construct(backend, changes):
+    kwargs = dict(VALID, backend=backend)
+    kwargs.update(changes)
+    return MLP(kwargs.pop("layer_sizes"), **kwargs)
+
+
+CONSTRUCTOR_ARGS = [
+    ("activation", "relux", ValueError, rf"^activation: expected one of {alphabet(fm.ACTIVATIONS)}; got 'relux'"),
+    ("activation", "ReLU", ValueError, rf"^activation: expected one of {alphabet(fm.ACTIVATIONS)}; got 'ReLU'"),
+    ("activation", None, TypeError, rf"^activation: expected one of {alphabet(fm.ACTIVATIONS)}; got None"),
+    ("activation", np.tanh, TypeError, rf"^activation: expected one of {alphabet(fm.ACTIVATIONS)}; got <ufunc"),
+    ("loss", "hinge", ValueError, rf"^loss: expected one of {alphabet(fm.LOSSES)}; got 'hinge'"),
+    ("loss", "crossentropy", ValueError, rf"^loss: expected one of {alphabet(fm.LOSSES)}; got 'crossentropy'"),
+    ("loss", 3, TypeError, rf"^loss: expected one of {alphabet(fm.LOSSES)}; got 3 \(int\)"),
+    ("backend", "tpu", ValueError, rf"^backend: expected one of {alphabet(fm.BACKENDS)}; got 'tpu'"),
+    ("backend", "CPU", ValueError, rf"^backend: expected one of {alphabet(fm.BACKENDS)}; got 'CPU'"),
+    ("backend", None, TypeError, rf"^backend: expected one of {alphabet(fm.BACKENDS)}; got None"),
+    ("dtype", "float16", ValueError, r"^dtype: expected one of float32, float64; got float16"),
+    ("dtype", "int32", ValueError, r"^dtype: expected one of float32, float64; got int32"),
+    ("dtype", np.int64, ValueError, r"^dtype: expected one of float32, float64; got int64"),
+    ("dtype", "complex128", ValueError, r"^dtype: expected one of float32, float64; got complex128"),
+    ("dtype", "fp32", ValueError, r"^dtype: expected one of float32, float64; got 'fp32'"),
+    ("dtype", None, TypeError, r"^dtype: expected one of float32, float64; got None"),
+    ("dtype", 32, TypeError, r"^dtype: expected one of float32, float64; got 32 \(int\)"),
+    ("init", "xavier", ValueError, r"^init: expected one of auto, he_uniform, glorot_uniform; got 'xavier'"),
+    ("seed", -1, ValueError, r"^seed: expected an integer >= 0; got -1"),
+    ("seed", 0.5, TypeError, r"^seed: expected an integer >= 0; got 0.5 \(float\)"),
+    ("seed", "7", TypeError, r"^seed: expected an integer >= 0; got '7' \(str\)"),
+    ("seed", False, TypeError, r"^seed: expected an integer >= 0; got False \(bool\)"),
+    ("seed", np.float64(3), TypeError, r"^seed: expected an integer >= 0; got .*3.0.* \(float64\)"),
+    ("layer_sizes", [D, 0, 2], ValueError, r"^layer_sizes\[1\]: expected an integer >= 1; got 0"),
+    ("layer_sizes", [D, 3, -2], ValueError, r"^layer_sizes\[2\]: expected an integer >= 1; got -2"),
+    ("layer_sizes", [0, 3], ValueError, r"^layer_sizes\[0\]: expected an integer >= 1; got 0"),
+    ("layer_sizes", [D], ValueError, r"^layer_sizes: expected a sequence of at least two integers >= 1 .*; got \[4\]"),
+    ("layer_sizes", [], ValueError, r"^layer_sizes: expected a sequence of at least two integers >= 1 .*; got \[\]"),
+    ("layer_sizes", D, TypeError, r"^layer_sizes: expected a sequence of at least two integers .*; got 4 \(int\)"),
+    ("layer_sizes", None, TypeError, r"^layer_sizes: expected a sequence .*; got None"),
+    ("layer_sizes", "4,3", TypeError, r"^layer_sizes: expected a sequence .*; got '4,3' \(str\)"),
+    ("layer_sizes", {D, 3}, TypeError, r"^layer_sizes: expected a sequence .*; got \{.*\} \(set\)"),
+    ("layer_sizes", {D: 1, 3: 2}, TypeError, r"^layer_sizes: expected a sequence .*; got \{.*\} \(dict\)"),
+    ("layer_sizes", (s for s in (D, 3)), TypeError, r"^layer_sizes: expected a sequence .*; got <generator .*\(generator\)"),
+    ("layer_sizes", np.array(D), TypeError, r"^layer_sizes: expected a sequence .*; got an array of dtype int64 and shape \(\)"),
+    ("layer_sizes", np.array([[D, 3]]), TypeError, r"^layer_sizes: expected a sequence .*; got an array .* shape \(1, 2\)"),
+    ("layer_sizes", [D, 3.0], TypeError, r"^layer_sizes\[1\]: expected an integer >= 1; got 3.0 \(float\)"),
+    ("layer_sizes", [D, True], TypeError, r"^layer_sizes\[1\]: expected an integer >= 1; got True \(bool\)"),
+    ("layer_sizes", [D, "3"], TypeError, r"^layer_sizes\[1\]: expected an integer >= 1; got '3' \(str\)"),
+    ("layer_sizes", [D, None], TypeError, r"^layer_sizes\[1\]: expected an integer >= 1; got None"),
+    ("layer_sizes", [D, 2**70], ValueError, r"^layer_sizes\[1\]: expected an integer >= 1 and <= \d+; got 1180591620717411303424"),
+]
+for arg, value, error, regex in CONSTRUCTOR_ARGS:
+    case(f"MLP {arg}={value!r}", "ce", lambda net, backend, arg=arg, value=value: construct(backend, {arg: value}),
+         error, regex)
+
+# Bad set_parameters: the valid base differs from the model's parameters, so that a partial
+# update (some layers set before a bad one is found) would show.
+
+
+def _new_parameters(net):
+    return [w + 1 for w in net.weights], [b + 1 for b in net.biases]
+
+
+def _set(change):
+    def call(net, backend):
+        weights, biases = _new_parameters(net)
+        weights, biases = change(weights, biases)
+        net.set_parameters(weights, biases)
+    return call
+
+
+def _put(array, index, value):
+    array = np.array(array, dtype=np.float64)
+    array[index] = value
+    return array
+
+
+SET_PARAMETERS = [
+    ("one weight too few", lambda w, b: (w[:-1], b), ValueError,
+     r"^weights: expected a list of 2 arrays, one per layer; got 1"),
+    ("one weight too many", lambda w, b: (w + [w[-1]], b), ValueError,
+     r"^weights: expected a list of 2 arrays, one per layer; got 3"),
+    ("no biases", lambda w, b: (w, []), ValueError, r"^biases: expected a list of 2 arrays, one per layer; got 0"),
+    ("weights an array", lambda w, b: (w[0], b), TypeError, r"^weights: expected a list of 2 arrays; got an array"),
+    ("weights None", lambda w, b: (None, b), TypeError, r"^weights: expected a list of 2 arrays; got None"),
+    ("weights a dict", lambda w, b: (dict(enumerate(w)), b), TypeError, r"^weights: expected a list of 2 arrays; got \{"),
+    ("weights a generator", lambda w, b: (iter(w), b), TypeError, r"^weights: expected a list of 2 arrays; got <"),
+    ("W0 transposed", lambda w, b: ([w[0].T, w[1]], b), ValueError, r"^weights\[0\]: expected shape \(4, 5\); got shape \(5, 4\)"),
+    ("W1 wrong shape", lambda w, b: ([w[0], w[1][:, :2]], b), ValueError,
+     r"^weights\[1\]: expected shape \(5, 3\); got shape \(5, 2\)"),
+    ("b1 wrong shape", lambda w, b: (w, [b[0], b[1][:, None]]), ValueError,
+     r"^biases\[1\]: expected shape \(3,\); got shape \(3, 1\)"),
+    ("b0 scalar", lambda w, b: (w, [0.0, b[1]]), ValueError, r"^biases\[0\]: expected shape \(5,\); got shape \(\)"),
+    ("NaN in W1", lambda w, b: ([w[0], _put(w[1], (4, 2), np.nan)], b), ValueError,
+     r"^weights\[1\]: expected finite values .*; got nan at index \(4, 2\)"),
+    ("inf in b1", lambda w, b: (w, [b[0], _put(b[1], 1, np.inf)]), ValueError,
+     r"^biases\[1\]: expected finite values .*; got inf at index 1"),
+    ("W1 overflowing float32", lambda w, b: ([w[0], _put(w[1], (0, 0), 1e40)], b), ValueError,
+     r"^weights\[1\]: expected finite values that fit in float32 .*; got 1e\+40 at index \(0, 0\)"),
+    ("strings in W1", lambda w, b: ([w[0], w[1].astype(str)], b), TypeError,
+     r"^weights\[1\]: expected an array of real numbers; got dtype <U"),
+    ("complex b1", lambda w, b: (w, [b[0], b[1] + 1j]), TypeError, r"^biases\[1\]: expected real numbers; got complex"),
+    ("ragged W1", lambda w, b: ([w[0], [list(r) for r in w[1][:4]] + [[1.0]]], b), ValueError,
+     r"^weights\[1\]: expected a rectangular array of numbers"),
+    ("None in b1", lambda w, b: (w, [b[0], [1.0, None, 2.0]]), TypeError,
+     r"^biases\[1\]: expected an array of real numbers; got dtype object"),
+]
+for description, change, error, regex in SET_PARAMETERS:
+    case(f"set_parameters {description}", "ce", _set(change), error, regex)
+
+
+# --- the test ------------------------------------------------------------------------------
+
+
+def test_the_table_is_large():
+    assert len(CASES) >= 100, len(CASES)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind, call, error, regex", CASES)
+def test_bad_input(backend, kind, call, error, regex):
+    net, twin = make(kind, backend), make(kind, backend)
+    before = snapshot(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clear error, not a warning and then an error
+        with pytest.raises((ValueError, TypeError)) as info:
+            call(net, backend)
+    assert type(info.value) is error, f"{type(info.value).__name__}: {info.value}"
+    assert re.search(regex, str(info.value)), str(info.value)
+    assert_same_snapshot(snapshot(net), before)
+    # Neither optimizer state nor the generator moved: the next fit is the untouched twin's.
+    history, twin_history = valid_fit(net, kind), valid_fit(twin, kind)
+    np.testing.assert_array_equal(history.step_loss, twin_history.step_loss)
+    assert_same_snapshot(snapshot(net), snapshot(twin))
+
+
+def test_messages_name_what_was_expected_and_given():
+    """Every regex in the table asks for the argument's name and, for all but a few fixed
+    messages, for 'expected' and 'got'."""
+    for param in CASES:
+        regex = param.values[3]
+        assert regex.startswith(("^", "predict_proba")), param.id
+        if "nesterov" not in param.id and "predict_proba" not in param.id:
+            assert "expected" in regex and ("got" in regex or "rectangular" in regex), param.id
+
+
+# --- what must be accepted -----------------------------------------------------------------
+
+_wide = np.random.default_rng(5).normal(size=(2 * N, 2 * D))
+_ints = np.random.default_rng(6).integers(-3, 4, size=(N, D))
+
+# (description, X as given, the contiguous float array it must act exactly like)
+ACCEPTED_X = [
+    ("column slice of a wider array", _wide[:N, ::2], np.ascontiguousarray(_wide[:N, ::2])),
+    ("every other row", _wide[::2, :D], np.ascontiguousarray(_wide[::2, :D])),
+    ("negative strides", _wide[N - 1::-1, D - 1::-1], np.ascontiguousarray(_wide[N - 1::-1, D - 1::-1])),
+    ("Fortran order", np.asfortranarray(X), np.ascontiguousarray(X)),
+    ("transposed", np.ascontiguousarray(X.T).T, np.ascontiguousarray(X)),
+    ("int64", _ints, _ints.astype(np.float64)),
+    ("int8", _ints.astype(np.int8), _ints.astype(np.float64)),
+    ("uint8", np.abs(_ints).astype(np.uint8), np.abs(_ints).astype(np.float64)),
+    ("bool", _ints > 0, (_ints > 0).astype(np.float64)),
+    ("nested lists", X.tolist(), X),
+    ("list of rows", list(X), X),
+    ("float16", X.astype(np.float16), X.astype(np.float16).astype(np.float64)),
+    ("big-endian float64", X.astype(">f8"), X),
+    ("read-only", np.frombuffer(X.tobytes()).reshape(N, D), X),
+]
+
+
+def _exact_twin(kind, backend, dtype):
+    return make(kind, backend, dtype), make(kind, backend, dtype)
+
+
+def _outputs(net, kind, x):
+    """Every result an X gives, from every entry point."""
+    y = Y[kind]
+    value, dW, db = net.loss_and_grad(x, y)
+    out = {
+        "forward": net.forward(x),
+        "decision_function": net.decision_function(x),
+        "predict": net.predict(x),
+        "score": net.score(x, y),
+        "loss": value,
+        "dW": dW,
+        "db": db,
+    }
+    if kind != "mse":
+        out["predict_proba"] = net.predict_proba(x)
+    history = net.fit(x, y, epochs=2, batch_size=4, lr=0.1, momentum=0.5)
+    out["step_loss"], out["weights"], out["biases"] = history.step_loss, net.weights, net.biases
+    return out
+
+
+def _assert_same_outputs(got, want):
+    assert got.keys() == want.keys()
+    for key in want:
+        a, b = got[key], want[key]
+        if isinstance(b, list):
+            assert len(a) == len(b) and all(np.array_equal(u, v) for u, v in zip(a, b)), key
+        else:
+            assert np.array_equal(np.asarray(a), np.asarray(b)), key
+            assert np.asarray(a).dtype == np.asarray(b).dtype, key
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", ["ce", "mse"])
+@pytest.mark.parametrize("given, reference", [pytest.param(g, r, id=d) for d, g, r in ACCEPTED_X])
+def test_accepted_X_acts_like_the_contiguous_float_array(backend, dtype, kind, given, reference):
+    net, twin = _exact_twin(kind, backend, dtype)
+    assert reference.flags.c_contiguous and reference.dtype == np.float64
+    _assert_same_outputs(_outputs(net, kind, given), _outputs(twin, kind, reference))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float64_X_in_a_float32_model_is_the_float32_array(backend):
+    net, twin = _exact_twin("ce", backend, "float32")
+    _assert_same_outputs(_outputs(net, "ce", X), _outputs(twin, "ce", X.astype(np.float32)))
+    assert net.forward(X).dtype == np.float32
+
+
+# (kind, description, y as given, the array it must act exactly like)
+ACCEPTED_Y = [
+    ("ce", "int8 labels", Y["ce"].astype(np.int8), Y["ce"]),
+    ("ce", "uint64 labels", Y["ce"].astype(np.uint64), Y["ce"]),
+    ("ce", "integral floats", Y["ce"].astype(np.float64), Y["ce"]),
+    ("ce", "list", Y["ce"].tolist(), Y["ce"]),
+    ("ce", "every other element", np.repeat(Y["ce"], 2)[::2], Y["ce"]),
+    ("mse", "Fortran order", np.asfortranarray(Y["mse"]), Y["mse"]),
+    ("mse", "column slice", np.repeat(Y["mse"], 2, axis=1)[:, ::2], Y["mse"]),
+    ("mse", "int", np.round(Y["mse"] * 3).astype(int), np.round(Y["mse"] * 3)),
+    ("mse", "nested lists", Y["mse"].tolist(), Y["mse"]),
+    ("mse1", "column", Y["mse1"][:, None], Y["mse1"]),
+    ("mse1", "strided", np.repeat(Y["mse1"], 3)[::3], Y["mse1"]),
+    ("bce", "bool", Y["bce"] > 0.5, Y["bce"]),
+    ("bce", "int", Y["bce"].astype(int), Y["bce"]),
+    ("bce", "soft targets as float32", np.full((N, 2), 0.25, np.float32), np.full((N, 2), 0.25)),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind, given, reference", [pytest.param(k, g, r, id=f"{k} {d}") for k, d, g, r in ACCEPTED_Y])
+def test_accepted_y_acts_like_the_contiguous_array(backend, kind, given, reference):
+    net, twin = _exact_twin(kind, backend, "float32")
+    value, dW, db = net.loss_and_grad(X, given)
+    want_value, want_dW, want_db = twin.loss_and_grad(X, reference)
+    assert value == want_value
+    assert all(np.array_equal(a, b) for a, b in zip(dW + db, want_dW + want_db))
+    assert net.score(X, given) == twin.score(X, reference)
+    history = net.fit(X, given, epochs=2, batch_size=3)
+    want = twin.fit(X, reference, epochs=2, batch_size=3)
+    np.testing.assert_array_equal(history.step_loss, want.step_loss)
+    assert_same_snapshot(snapshot(net), snapshot(twin))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_accepted_scalar_arguments(backend):
+    """NumPy scalars, Fractions and ints where floats are wanted behave like the plain values."""
+    net, twin = _exact_twin("ce", backend, "float32")
+    history = net.fit(X, Y["ce"], epochs=np.int64(2), batch_size=np.uint8(3), lr=Fraction(1, 20),
+                      momentum=np.float32(0.5), nesterov=np.bool_(True), weight_decay=0, warmup_steps=np.int32(2),
+                      shuffle=np.bool_(True), seed=np.uint64(3))
+    want = twin.fit(X, Y["ce"], epochs=2, batch_size=3, lr=0.05, momentum=float(np.float32(0.5)), nesterov=True,
+                    weight_decay=0.0, warmup_steps=2, shuffle=True, seed=3)
+    np.testing.assert_array_equal(history.step_loss, want.step_loss)
+    assert_same_snapshot(snapshot(net), snapshot(twin))
+    # A seed larger than 64 bits is a valid NumPy seed.
+    MLP([D, 2], backend=backend, seed=2**100)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sizes", [(D, 5, 3), range(D, 7), np.array([D, 5, 3]), [np.int32(D), np.int64(3)]],
+                         ids=["tuple", "range", "array", "numpy ints"])
+def test_accepted_layer_sizes(backend, sizes):
+    net = MLP(sizes, backend=backend, seed=0)
+    assert net.layer_sizes == [int(s) for s in sizes]
+    assert all(type(s) is int for s in net.layer_sizes)
+    assert [w.shape for w in net.weights] == [(a, b) for a, b in zip(net.layer_sizes[:-1], net.layer_sizes[1:])]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype, want", [(np.float32, np.float32), ("f4", np.float32), (">f4", np.float32),
+                                         (np.dtype("<f8"), np.float64), (float, np.float64), ("float64", np.float64)])
+def test_accepted_dtypes_are_the_native_ones(backend, dtype, want):
+    net = MLP([D, 3], backend=backend, dtype=dtype, seed=0)
+    assert net.dtype == np.dtype(want) and net.dtype.isnative
+    assert net.weights[0].dtype == want
+    assert net.forward(X).dtype == want
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_set_parameters_accepts_layouts_and_copies(backend):
+    net, twin = _exact_twin("ce", backend, "float32")
+    weights, biases = _new_parameters(net)
+    given_w = [np.asfortranarray(weights[0]), np.repeat(weights[1], 2, axis=1)[:, ::2]]
+    given_b = [biases[0].tolist(), biases[1].astype(np.float64)]
+    net.set_parameters(given_w, given_b)
+    twin.set_parameters([w.astype(np.float32) for w in weights], [b.astype(np.float32) for b in biases])
+    assert_same_snapshot(snapshot(net), snapshot(twin))
+    # The model holds copies: changing what was passed in changes nothing.
+    exact = [w.astype(np.float32) for w in weights], [b.astype(np.float32) for b in biases]
+    net.set_parameters(*exact)
+    exact[0][0][...] = 0
+    exact[1][1][...] = 0
+    assert_same_snapshot(snapshot(net), snapshot(twin))
+    assert not np.array_equal(net.weights[0], exact[0][0])
