@@ -2,6 +2,7 @@
 // GIL released.
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 
 #include "../kernels/mlp.hpp"
@@ -57,6 +58,9 @@ void bind_mlp_for(py::module_& m, const char* name) {
                          const std::string& loss) {
                  require(sizes.size() >= 2, "layer_sizes: expected at least an input and an output size");
                  for (std::size_t s : sizes) require(s >= 1, "layer_sizes: every size must be at least 1");
+                 // Every buffer is at most (largest size)^2 elements: keep that product exact.
+                 const std::size_t largest = *std::max_element(sizes.begin(), sizes.end());
+                 require(largest <= (std::size_t(1) << 31), "layer_sizes: every size must be at most 2^31");
                  return new Mlp<T>(sizes, parse_activation(activation), parse_loss(loss));
              }),
              py::arg("layer_sizes"), py::arg("activation"), py::arg("loss"))

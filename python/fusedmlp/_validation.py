@@ -129,15 +129,21 @@ def _first_bad(mask):
     return f"index {index[0]}" if len(index) == 1 else f"index {index}"
 
 
+_FINITE_CHECK_CHUNK = 1 << 16
+
+
+def _all_finite(array):
+    """np.isfinite(array).all(), a chunk at a time: no temporary the size of a training set."""
+    flat = array.reshape(-1)
+    return all(np.isfinite(flat[i:i + _FINITE_CHECK_CHUNK]).all() for i in range(0, flat.size, _FINITE_CHECK_CHUNK))
+
+
 def require_finite(arg, array, dtype, original=None):
     """Raise unless every value of array (already converted to dtype) is finite. original:
     the values before conversion, to tell an overflow in the conversion from a NaN or inf."""
-    if array.dtype.kind != "f":
+    if array.dtype.kind != "f" or _all_finite(array):
         return
-    finite = np.isfinite(array)
-    if finite.all():
-        return
-    bad = ~finite
+    bad = ~np.isfinite(array)
     if original is not None and original.dtype.kind in "biuf":
         overflowed = bad & np.isfinite(original)
         if overflowed.any():

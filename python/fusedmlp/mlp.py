@@ -46,8 +46,13 @@ class MLP:
         self._dtype = check_dtype(dtype)
         self._init = check_choice("init", init, INITS)
         self._rng = np.random.default_rng(check_seed("seed", seed))
-        weights, biases = reference.init_parameters(self._layer_sizes, self._activation, self._rng,
-                                                    self._dtype, self._init)
+        try:
+            weights, biases = reference.init_parameters(self._layer_sizes, self._activation, self._rng,
+                                                        self._dtype, self._init)
+        except (MemoryError, ValueError):  # NumPy: "Unable to allocate" / "array is too big"
+            count = sum(a * b + b for a, b in zip(self._layer_sizes[:-1], self._layer_sizes[1:]))
+            raise MemoryError(f"layer_sizes: {list(self._layer_sizes)} has {count} parameters, more than "
+                              "this machine can allocate") from None
         self._backend = make_backend(self._backend_name, self._layer_sizes, self._activation, self._loss,
                                      self._dtype)
         self._backend.set_parameters(weights, biases)
