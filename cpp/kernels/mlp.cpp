@@ -39,7 +39,6 @@ void Workspace<T>::reserve(const std::vector<std::size_t>& sizes, std::size_t ba
     }
     if (batch_rows <= rows) return;
     rows = batch_rows;
-    x.resize(rows * sizes[0]);
     z.resize(layers);
     h.resize(layers);
     for (std::size_t l = 0; l < layers; ++l) {
@@ -101,9 +100,9 @@ void Mlp<T>::forward_logits(std::size_t n, const T* x, T* out) const {
 }
 
 template <class T>
-double Mlp<T>::compute_gradients(Workspace<T>& ws, std::size_t rows, Targets<T> batch_targets) const {
+double Mlp<T>::compute_gradients(Workspace<T>& ws, std::size_t rows, const T* x, Targets<T> batch_targets) const {
     const std::size_t layers = layer_count();
-    const T* input = ws.x.data();
+    const T* input = x;
     for (std::size_t l = 0; l < layers; ++l) {
         const DenseShape s{rows, sizes_[l], sizes_[l + 1]};
         const bool hidden = l + 1 < layers;
@@ -117,7 +116,7 @@ double Mlp<T>::compute_gradients(Workspace<T>& ws, std::size_t rows, Targets<T> 
     const double value = fusedmlp::loss_and_grad(loss_, rows, sizes_.back(), ws.z.back().data(), batch_targets, dz);
     for (std::size_t l = layers; l-- > 0;) {
         const DenseShape s{rows, sizes_[l], sizes_[l + 1]};
-        const T* layer_input = l == 0 ? ws.x.data() : ws.h[l - 1].data();
+        const T* layer_input = l == 0 ? x : ws.h[l - 1].data();
         dense_weight_grads(s, layer_input, dz, ws.dw[l].data(), ws.db[l].data());
         if (l > 0) {
             dense_input_grad(s, dz, w_[l].data(), hidden_, ws.z[l - 1].data(), ws.h[l - 1].data(), dz_prev,
@@ -133,8 +132,7 @@ double Mlp<T>::loss_and_grad(std::size_t n, const T* x, Targets<T> y, T* const* 
     std::shared_lock lock(mutex_);
     Workspace<T> ws;
     ws.reserve(sizes_, n);
-    std::copy_n(x, n * sizes_[0], ws.x.begin());
-    const double value = compute_gradients(ws, n, y);
+    const double value = compute_gradients(ws, n, x, y);
     for (std::size_t l = 0; l < layer_count(); ++l) {
         std::copy(ws.dw[l].begin(), ws.dw[l].end(), dw[l]);
         std::copy(ws.db[l].begin(), ws.db[l].end(), db[l]);
@@ -183,6 +181,7 @@ void Mlp<T>::train_epoch(const T* x, Targets<T> y, const std::int64_t* order, st
     const std::size_t layers = layer_count();
     const std::size_t rows_max = std::min(batch_size, order_length);
     workspace_.reserve(sizes_, rows_max);
+    workspace_.x.resize(std::max(workspace_.x.size(), rows_max * sizes_[0]));
     if (loss_ == Loss::cross_entropy) {
         workspace_.labels.resize(std::max(workspace_.labels.size(), rows_max));
     } else {
@@ -202,7 +201,7 @@ void Mlp<T>::train_epoch(const T* x, Targets<T> y, const std::int64_t* order, st
         const std::size_t start = step * batch_size;
         const std::size_t rows = std::min(batch_size, order_length - start);
         gather_batch(x, y, order + start, rows);
-        step_loss[step] = compute_gradients(workspace_, rows, batch_targets());
+        step_loss[step] = compute_gradients(workspace_, rows, workspace_.x.data(), batch_targets());
         for (std::size_t l = 0; l < layers; ++l) {
             T* w_buf = config.momentum != 0 ? w_momentum_[l].data() : nullptr;
             T* b_buf = config.momentum != 0 ? b_momentum_[l].data() : nullptr;

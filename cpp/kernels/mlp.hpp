@@ -14,11 +14,12 @@
 namespace fusedmlp {
 
 // Buffers for one forward + backward pass over up to `rows` samples. Sized once and reused by
-// every step, so the training loop allocates nothing.
+// every step, so the training loop allocates nothing. reserve() sizes the pass's buffers; the
+// gathered batch (x, labels, targets) is sized by the training loop, its only user.
 template <class T>
 struct Workspace {
     std::size_t rows = 0;
-    std::vector<T> x;                    // the gathered batch (rows, sizes[0])
+    std::vector<T> x;                    // the gathered training batch (rows, sizes[0])
     std::vector<std::int64_t> labels;    // its class indices, for cross_entropy
     std::vector<T> targets;              // or its target values (rows, sizes.back())
     std::vector<std::vector<T>> z, h;    // per layer: pre-activation and activation (rows, fan_out)
@@ -60,7 +61,8 @@ public:
                      double* step_loss);
 
 private:
-    double compute_gradients(Workspace<T>& ws, std::size_t rows, Targets<T> batch_targets) const;
+    // Forward and backward over `rows` samples of x into ws.z, ws.h, ws.dw and ws.db.
+    double compute_gradients(Workspace<T>& ws, std::size_t rows, const T* x, Targets<T> batch_targets) const;
     void gather_batch(const T* x, Targets<T> y, const std::int64_t* rows, std::size_t count);
     Targets<T> batch_targets() const;
 
