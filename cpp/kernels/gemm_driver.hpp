@@ -43,68 +43,56 @@ struct PackedGemm {
         }
     }
 
-    // One M x N-vector tile of A B over all k, A(r, p) = a[r * rs + p] (row-major A) or
-    // a[r + p * cs] (column-major A), B packed as k rows of NR values; then the epilogue.
-    template <std::size_t M, std::size_t N, bool kColumnMajorA, class Epilogue>
-    static void tile(std::size_t k, const T* a, std::size_t stride, const T* b, std::size_t i0, std::size_t j0,
-                     std::size_t cols, const Epilogue& epilogue) {
+    // One M x N-vector tile of A B over all k: A packed as k columns of MR values, B packed
+    // as k rows of NR values; then the epilogue on the registers.
+    template <std::size_t M, std::size_t N, class Epilogue>
+    static void tile(std::size_t k, const T* a, const T* b, std::size_t i0, std::size_t j0, std::size_t cols,
+                     const Epilogue& epilogue) {
         Reg acc[M][N];
         for (std::size_t r = 0; r < M; ++r)
             for (std::size_t v = 0; v < N; ++v) acc[r][v] = V::zero();
-        if constexpr (kColumnMajorA) {
-            for (std::size_t p = 0; p < k; ++p) {
-                const T* ap = a + p * stride;
-                Reg bv[N];
-                for (std::size_t v = 0; v < N; ++v) bv[v] = V::load(b + p * NR + v * W);
-                for (std::size_t r = 0; r < M; ++r) {
-                    const Reg ar = V::set1(ap[r]);
-                    for (std::size_t v = 0; v < N; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
-                }
-            }
-        } else {
-            const T* rows[M];
-            for (std::size_t r = 0; r < M; ++r) rows[r] = a + r * stride;
-            for (std::size_t p = 0; p < k; ++p) {
-                Reg bv[N];
-                for (std::size_t v = 0; v < N; ++v) bv[v] = V::load(b + p * NR + v * W);
-                for (std::size_t r = 0; r < M; ++r) {
-                    const Reg ar = V::set1(rows[r][p]);
-                    for (std::size_t v = 0; v < N; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
-                }
+        for (std::size_t p = 0; p < k; ++p) {
+            Reg bv[N];
+            for (std::size_t v = 0; v < N; ++v) bv[v] = V::load(b + p * NR + v * W);
+            for (std::size_t r = 0; r < M; ++r) {
+                const Reg ar = V::set1(a[p * MR + r]);
+                for (std::size_t v = 0; v < N; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
             }
         }
         epilogue.template finish<M, N>(i0, j0, cols, acc);
     }
 
     // tile<rows, ...> for a run-time rows in [1, M].
-    template <std::size_t M, std::size_t N, bool kColumnMajorA, class Epilogue>
-    static void tile_rows(std::size_t rows, std::size_t k, const T* a, std::size_t stride, const T* b,
-                          std::size_t i0, std::size_t j0, std::size_t cols, const Epilogue& epilogue) {
+    template <std::size_t M, std::size_t N, class Epilogue>
+    static void tile_rows(std::size_t rows, std::size_t k, const T* a, const T* b, std::size_t i0, std::size_t j0,
+                          std::size_t cols, const Epilogue& epilogue) {
         if constexpr (M == 1) {
-            tile<1, N, kColumnMajorA>(k, a, stride, b, i0, j0, cols, epilogue);
+            tile<1, N>(k, a, b, i0, j0, cols, epilogue);
         } else if (rows == M) {
-            tile<M, N, kColumnMajorA>(k, a, stride, b, i0, j0, cols, epilogue);
+            tile<M, N>(k, a, b, i0, j0, cols, epilogue);
         } else {
-            tile_rows<M - 1, N, kColumnMajorA>(rows, k, a, stride, b, i0, j0, cols, epilogue);
+            tile_rows<M - 1, N>(rows, k, a, b, i0, j0, cols, epilogue);
         }
     }
 
     // C (m, n) = A (m, k) B (k, n) through epilogue. A is row-major with row stride `stride`,
-    // or column-major with column stride `stride` when Epilogue::kColumnMajorA; pack(j0, cols, k, dst) writes columns
+    // or column-major with column stride `stride` when Epilogue::kColumnMajorA; it is packed
+    // into tiles of MR rows (contiguous broadcasts, and no cache-set conflicts between rows
+    // whose stride is a multiple of 4 KiB). pack_b(j0, cols, k, dst) writes columns
     // j0 .. j0 + cols of B as k rows of NR values (zero beyond cols) and may reduce them.
-    template <class Pack, class Epilogue>
-    static void run(std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t stride, const Pack& pack,
+    template <class PackB, class Epilogue>
+    static void run(std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t stride, const PackB& pack_b,
                     const Epilogue& epilogue) {
-        if (n == 0) return;
+        if (n == 0 || m == 0) return;
         const std::size_t panels = (n + NR - 1) / NR;
         const std::size_t row_tiles = (m + MR - 1) / MR;
-        T* packed = static_cast<T*>(thread_scratch(panels * NR * (k > 0 ? k : 1) * sizeof(T)));
+        const std::size_t depth = k > 0 ? k : 1;
+        T* packed_b = static_cast<T*>(thread_scratch((panels * NR + row_tiles * MR) * depth * sizeof(T)));
+        T* packed_a = packed_b + panels * NR * depth;
         const int threads = threads_for(m * n * k, panels > row_tiles ? panels : row_tiles);
-        // Split whichever dimension divides more evenly; columns on a tie (no barrier then:
-        // each thread packs only the panels it multiplies).
+        // Split whichever dimension divides more evenly between the threads; columns on a tie.
         const std::size_t t = static_cast<std::size_t>(threads);
-        const bool split_columns =
-            threads == 1 || ((panels + t - 1) / t) * row_tiles <= ((row_tiles + t - 1) / t) * panels;
+        const bool split_columns = ((panels + t - 1) / t) * row_tiles <= ((row_tiles + t - 1) / t) * panels;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
@@ -116,41 +104,65 @@ struct PackedGemm {
             const std::size_t id = 0, count = 1;
 #endif
             const std::size_t q0 = panels * id / count, q1 = panels * (id + 1) / count;
-            for (std::size_t q = q0; q < q1; ++q) pack(q * NR, smaller(NR, n - q * NR), k, packed + q * NR * k);
-            if (split_columns) {
-                compute(m, n, k, a, stride, packed, q0, q1, 0, row_tiles, epilogue);
-            } else {
+            const std::size_t t0 = row_tiles * id / count, t1 = row_tiles * (id + 1) / count;
+            for (std::size_t q = q0; q < q1; ++q) pack_b(q * NR, smaller(NR, n - q * NR), k, packed_b + q * NR * k);
+            for (std::size_t it = t0; it < t1; ++it)
+                pack_a<Epilogue::kColumnMajorA>(a, stride, it * MR, smaller(MR, m - it * MR), k, packed_a + it * MR * k);
 #ifdef _OPENMP
+            if (count > 1) {
 #pragma omp barrier
+            }
 #endif
-                compute(m, n, k, a, stride, packed, 0, panels, row_tiles * id / count, row_tiles * (id + 1) / count,
-                        epilogue);
+            if (split_columns) {
+                compute(m, n, k, packed_a, packed_b, q0, q1, 0, row_tiles, epilogue);
+            } else {
+                compute(m, n, k, packed_a, packed_b, 0, panels, t0, t1, epilogue);
             }
         }
     }
 
     template <class Epilogue>
-    static void compute(std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t stride,
-                        const T* packed, std::size_t q0, std::size_t q1, std::size_t t0, std::size_t t1,
-                        const Epilogue& epilogue) {
+    static void compute(std::size_t m, std::size_t n, std::size_t k, const T* packed_a, const T* packed_b,
+                        std::size_t q0, std::size_t q1, std::size_t t0, std::size_t t1, const Epilogue& epilogue) {
         for (std::size_t q = q0; q < q1; ++q) {
             const std::size_t j0 = q * NR;
             const std::size_t cols = smaller(NR, n - j0);
-            const T* b = packed + q * NR * k;
+            const T* b = packed_b + q * NR * k;
             for (std::size_t it = t0; it < t1; ++it) {
                 const std::size_t i0 = it * MR;
                 const std::size_t rows = smaller(MR, m - i0);
-                const T* a_tile = Epilogue::kColumnMajorA ? a + i0 : a + i0 * stride;
+                const T* a = packed_a + it * MR * k;
                 if (cols > W) {
-                    tile_rows<MR, 2, Epilogue::kColumnMajorA>(rows, k, a_tile, stride, b, i0, j0, cols, epilogue);
+                    tile_rows<MR, 2>(rows, k, a, b, i0, j0, cols, epilogue);
                 } else {
-                    tile_rows<MR, 1, Epilogue::kColumnMajorA>(rows, k, a_tile, stride, b, i0, j0, cols, epilogue);
+                    tile_rows<MR, 1>(rows, k, a, b, i0, j0, cols, epilogue);
                 }
             }
         }
     }
 
     // --- packing ---------------------------------------------------------------------------
+
+    // Rows i0 .. i0 + rows of A as k columns of MR values (dst[p * MR + r]); rows past `rows`
+    // are left unwritten: the tile for fewer rows never reads them.
+    template <bool kColumnMajor>
+    static void pack_a(const T* a, std::size_t stride, std::size_t i0, std::size_t rows, std::size_t k, T* dst) {
+        if constexpr (kColumnMajor) {
+            for (std::size_t p = 0; p < k; ++p) {
+                const T* src = a + p * stride + i0;
+                for (std::size_t r = 0; r < rows; ++r) dst[p * MR + r] = src[r];
+            }
+        } else {
+            constexpr std::size_t kBlock = 64;  // columns per pass, so each row is read a line at a time
+            for (std::size_t p0 = 0; p0 < k; p0 += kBlock) {
+                const std::size_t p1 = smaller(k, p0 + kBlock);
+                for (std::size_t r = 0; r < rows; ++r) {
+                    const T* src = a + (i0 + r) * stride;
+                    for (std::size_t p = p0; p < p1; ++p) dst[p * MR + r] = src[p];
+                }
+            }
+        }
+    }
 
     // B row-major with row stride ld: a copy into panels, optionally summing each column.
     static void pack_rows(const T* src, std::size_t ld, std::size_t j0, std::size_t cols, std::size_t k, T* dst,
