@@ -94,6 +94,25 @@ def test_forward_and_input_grad(isa, dtype, activation):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", reference.ACTIVATIONS)
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 30.0])
+def test_activations_in_the_epilogues_over_wide_ranges(isa, dtype, activation, scale):
+    """The activation and its derivative as the epilogues evaluate them (on vector registers for
+    float32): z enters through x @ [[1]] + 0, which is exact, and f'(z) through 1 @ [1, ..]^T."""
+    rng = np.random.default_rng(15)
+    z = (rng.standard_normal(203) * scale).astype(dtype)
+    z[:5] = [0.0, -0.0, 1e-30, -1e-30, scale]
+    z[5:9] *= 1000  # deep in the tails of tanh, sigmoid and the normal CDF
+    _, h = _native.dense_forward(z.reshape(-1, 1), np.ones((1, 1), dtype), np.zeros(1, dtype), activation)
+    h_ref = reference.activation_forward(activation, z)
+    check(h.ravel(), h_ref, dtype, "f(z)")
+    z_row = z.reshape(1, -1)
+    h_row = h_ref.reshape(1, -1)
+    derivative = _native.dense_input_grad(np.ones((1, 1), dtype), np.ones((z.size, 1), dtype), z_row, h_row, activation)
+    check(derivative.ravel(), reference.activation_derivative(activation, z_row, h_row).ravel(), dtype, "f'(z)")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_weight_grads(isa, dtype):
     rng = np.random.default_rng(11)
     for shape in tile_shapes(isa, dtype):

@@ -10,11 +10,13 @@
 #pragma once
 
 #include <cstddef>
+#include <type_traits>
 
 #include "activation.hpp"
 #include "dense.hpp"
 #include "gemm.hpp"
 #include "threads.hpp"
+#include "vector_math.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -211,6 +213,15 @@ struct PackedGemm {
 
     // --- epilogues -------------------------------------------------------------------------
 
+    // float32 evaluates every activation on the registers; float64 does so for the piecewise
+    // linear ones and hands the others to the scalar libm code of activation.cpp, row by row.
+    static constexpr bool kVectorMath = std::is_same_v<T, float>;
+
+    static bool vector_activation(Activation act) {
+        return kVectorMath || act == Activation::identity || act == Activation::relu ||
+               act == Activation::leaky_relu;
+    }
+
     struct ForwardEpilogue {
         static constexpr bool kColumnMajorA = false;
         const T* b;
@@ -223,33 +234,30 @@ struct PackedGemm {
         void finish(std::size_t i0, std::size_t j0, std::size_t cols, Reg (&acc)[M][N]) const {
             Reg bias[N];
             for (std::size_t v = 0; v < N; ++v) bias[v] = load_cols(b + j0 + v * W, cols - v * W);
-            const Reg zero = V::zero();
-            const Reg slope = V::set1(T(kLeakyReluSlope));
+            const bool in_registers = vector_activation(act);
+            const bool store_h = h != z || act != Activation::identity;
             for (std::size_t r = 0; r < M; ++r) {
                 T* z_row = z + (i0 + r) * ld + j0;
                 T* h_row = h + (i0 + r) * ld + j0;
                 for (std::size_t v = 0; v < N; ++v) {
                     const Reg zv = V::add(acc[r][v], bias[v]);
                     store_cols(z_row + v * W, zv, cols - v * W);
-                    switch (act) {
-                        case Activation::identity:
-                            if (h != z) store_cols(h_row + v * W, zv, cols - v * W);
-                            break;
-                        case Activation::relu:
-                            store_cols(h_row + v * W, V::select_positive(zv, zv, zero), cols - v * W);
-                            break;
-                        case Activation::leaky_relu:
-                            store_cols(h_row + v * W, V::select_positive(zv, zv, V::mul(zv, slope)), cols - v * W);
-                            break;
-                        default:
-                            break;
-                    }
+                    if (in_registers && store_h) store_cols(h_row + v * W, activate(act, zv), cols - v * W);
                 }
-                if (act != Activation::identity && act != Activation::relu && act != Activation::leaky_relu)
-                    activation_forward(act, cols, z_row, h_row);
+                if (!in_registers) activation_forward(act, cols, z_row, h_row);
             }
         }
     };
+
+    static Reg activate(Activation act, Reg z) {
+        if constexpr (kVectorMath) {
+            return VectorMath<V>::activate(act, z);
+        } else {
+            if (act == Activation::relu) return V::select_positive(z, z, V::zero());
+            if (act == Activation::leaky_relu) return V::select_positive(z, z, V::mul(z, V::set1(T(kLeakyReluSlope))));
+            return z;
+        }
+    }
 
     struct InputGradEpilogue {
         static constexpr bool kColumnMajorA = false;
@@ -286,12 +294,16 @@ struct PackedGemm {
                             d = V::mul(d, V::mul(hv, V::sub(one, hv)));
                             break;
                         }
-                        default:
+                        case Activation::identity:
+                            break;
+                        default:  // gelu, gelu_tanh
+                            if constexpr (kVectorMath)
+                                d = V::mul(d, VectorMath<V>::gelu_derivative(act, load_cols(z + at + v * W, lanes)));
                             break;
                     }
                     store_cols(out + at + v * W, d, lanes);
                 }
-                if (act == Activation::gelu || act == Activation::gelu_tanh) {
+                if (!kVectorMath && (act == Activation::gelu || act == Activation::gelu_tanh)) {
                     alignas(64) T derivative[NR];
                     activation_derivative(act, cols, z + at, h + at, derivative);
                     for (std::size_t j = 0; j < cols; ++j) out[at + j] *= derivative[j];

@@ -1,5 +1,7 @@
 // The dense kernels in portable C++ (baseline instruction set): 4-row tiles over GCC/Clang
 // vector extensions, which lower to SSE2 on x86-64 and to NEON or scalar code elsewhere.
+#include <cstdint>
+
 #include "gemm_driver.hpp"
 
 namespace fusedmlp {
@@ -32,6 +34,18 @@ struct PortableVector {
     static Reg mul(Reg a, Reg b) { return a * b; }
     static Reg fma(Reg a, Reg b, Reg c) { return a * b + c; }
     static Reg select_positive(Reg z, Reg a, Reg b) { return z > Reg{} ? a : b; }
+    // min, max: the second operand when either is NaN, as on x86.
+    static Reg div(Reg a, Reg b) { return a / b; }
+    static Reg min(Reg a, Reg b) { return a < b ? a : b; }
+    static Reg max(Reg a, Reg b) { return a > b ? a : b; }
+    static Reg abs(Reg a) { return a < Reg{} ? -a : a; }
+    static Reg select_negative(Reg z, Reg a, Reg b) { return z < Reg{} ? a : b; }
+    // 2^n for t = n + 1.5 * 2^23 (float only): n sits in the low mantissa bits of t.
+    static Reg pow2(Reg t) {
+        typedef std::int32_t Bits __attribute__((vector_size(sizeof(Reg))));
+        const Bits bits = (reinterpret_cast<const Bits&>(t) << 23) + 0x3F800000;
+        return reinterpret_cast<const Reg&>(bits);
+    }
     static bool all_finite(Reg r) {
         const Reg d = r - r;
         for (std::size_t i = 0; i < W; ++i)

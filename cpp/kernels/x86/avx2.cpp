@@ -30,6 +30,15 @@ struct Avx2Float {
     static bool all_finite(Reg r) {
         return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_sub_ps(r, r), zero(), _CMP_EQ_OQ)) == 0xFF;
     }
+    static Reg div(Reg a, Reg b) { return _mm256_div_ps(a, b); }
+    static Reg min(Reg a, Reg b) { return _mm256_min_ps(a, b); }
+    static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
+    static Reg abs(Reg a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+    static Reg select_negative(Reg z, Reg a, Reg b) { return _mm256_blendv_ps(b, a, _mm256_cmp_ps(z, zero(), _CMP_LT_OQ)); }
+    static Reg pow2(Reg t) {
+        const __m256i bits = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
+        return _mm256_castsi256_ps(_mm256_add_epi32(bits, _mm256_set1_epi32(0x3F800000)));
+    }
 };
 
 struct Avx2Double {

@@ -28,6 +28,17 @@ struct Avx512Float {
         return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, zero(), _CMP_GT_OQ), b, a);
     }
     static bool all_finite(Reg r) { return _mm512_cmp_ps_mask(_mm512_sub_ps(r, r), zero(), _CMP_EQ_OQ) == 0xFFFF; }
+    static Reg div(Reg a, Reg b) { return _mm512_div_ps(a, b); }
+    static Reg min(Reg a, Reg b) { return _mm512_min_ps(a, b); }
+    static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
+    static Reg abs(Reg a) { return _mm512_abs_ps(a); }
+    static Reg select_negative(Reg z, Reg a, Reg b) {
+        return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, zero(), _CMP_LT_OQ), b, a);
+    }
+    static Reg pow2(Reg t) {
+        const __m512i bits = _mm512_slli_epi32(_mm512_castps_si512(t), 23);
+        return _mm512_castsi512_ps(_mm512_add_epi32(bits, _mm512_set1_epi32(0x3F800000)));
+    }
 };
 
 struct Avx512Double {
