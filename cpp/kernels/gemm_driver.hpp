@@ -18,9 +18,6 @@
 #include "threads.hpp"
 #include "vector_math.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace fusedmlp {
 namespace {
@@ -80,60 +77,77 @@ struct PackedGemm {
     // C (m, n) = A (m, k) B (k, n) through epilogue. A is row-major with row stride `stride`,
     // or column-major with column stride `stride` when Epilogue::kColumnMajorA; it is packed
     // into tiles of MR rows (contiguous broadcasts, and no cache-set conflicts between rows
-    // whose stride is a multiple of 4 KiB). pack_b(j0, cols, k, dst) writes columns
-    // j0 .. j0 + cols of B as k rows of NR values (zero beyond cols) and may reduce them.
+    // whose stride is a multiple of 4 KiB). pack_b(j0, cols, k, dst, reduce) writes columns
+    // j0 .. j0 + cols of B as k rows of NR values (zero beyond cols); with reduce it also does
+    // the column reductions, which exactly one thread does for each column.
+    //
+    // Each thread splits off a range of column panels (or of row tiles, when that divides more
+    // evenly), packs what it multiplies into its own scratch (all of A, or all of B, is packed
+    // by every thread: a few percent of the work, and no barrier between packing and
+    // multiplying) and runs its tiles.
+    template <class PackB, class Epilogue>
+    struct Product {
+        std::size_t m, n, k;
+        const T* a;
+        std::size_t stride;
+        const PackB* pack_b;
+        const Epilogue* epilogue;
+        bool split_columns;
+
+        static void run_part(void* self, int id, int count) {
+            static_cast<const Product*>(self)->part(static_cast<std::size_t>(id), static_cast<std::size_t>(count));
+        }
+
+        void part(std::size_t id, std::size_t count) const {
+            const std::size_t panels = (n + NR - 1) / NR;
+            const std::size_t row_tiles = (m + MR - 1) / MR;
+            const std::size_t own_q0 = panels * id / count, own_q1 = panels * (id + 1) / count;
+            std::size_t q0 = 0, q1 = panels, t0 = 0, t1 = row_tiles;
+            if (split_columns) {
+                q0 = own_q0;
+                q1 = own_q1;
+            } else {
+                t0 = row_tiles * id / count;
+                t1 = row_tiles * (id + 1) / count;
+            }
+            const std::size_t depth = k > 0 ? k : 1;
+            T* packed_b = static_cast<T*>(thread_scratch(((q1 - q0) * NR + (t1 - t0) * MR) * depth * sizeof(T)));
+            T* packed_a = packed_b + (q1 - q0) * NR * depth;
+            for (std::size_t q = q0; q < q1; ++q)
+                (*pack_b)(q * NR, smaller(NR, n - q * NR), k, packed_b + (q - q0) * NR * k, own_q0 <= q && q < own_q1);
+            for (std::size_t it = t0; it < t1; ++it)
+                pack_a<Epilogue::kColumnMajorA>(a, stride, it * MR, smaller(MR, m - it * MR), k,
+                                                packed_a + (it - t0) * MR * k);
+            compute(m, n, k, packed_a, packed_b, q0, q1, t0, t1, *epilogue);
+        }
+    };
+
     template <class PackB, class Epilogue>
     static void run(std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t stride, const PackB& pack_b,
                     const Epilogue& epilogue) {
         if (n == 0 || m == 0) return;
         const std::size_t panels = (n + NR - 1) / NR;
         const std::size_t row_tiles = (m + MR - 1) / MR;
-        const std::size_t depth = k > 0 ? k : 1;
-        T* packed_b = static_cast<T*>(thread_scratch((panels * NR + row_tiles * MR) * depth * sizeof(T)));
-        T* packed_a = packed_b + panels * NR * depth;
         const int threads = threads_for(m * n * k, panels > row_tiles ? panels : row_tiles);
         // Split whichever dimension divides more evenly between the threads; columns on a tie.
         const std::size_t t = static_cast<std::size_t>(threads);
         const bool split_columns = ((panels + t - 1) / t) * row_tiles <= ((row_tiles + t - 1) / t) * panels;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads) if (threads > 1)
-#endif
-        {
-#ifdef _OPENMP
-            const std::size_t id = static_cast<std::size_t>(omp_get_thread_num());
-            const std::size_t count = static_cast<std::size_t>(omp_get_num_threads());
-#else
-            const std::size_t id = 0, count = 1;
-#endif
-            const std::size_t q0 = panels * id / count, q1 = panels * (id + 1) / count;
-            const std::size_t t0 = row_tiles * id / count, t1 = row_tiles * (id + 1) / count;
-            for (std::size_t q = q0; q < q1; ++q) pack_b(q * NR, smaller(NR, n - q * NR), k, packed_b + q * NR * k);
-            for (std::size_t it = t0; it < t1; ++it)
-                pack_a<Epilogue::kColumnMajorA>(a, stride, it * MR, smaller(MR, m - it * MR), k, packed_a + it * MR * k);
-#ifdef _OPENMP
-            if (count > 1) {
-#pragma omp barrier
-            }
-#endif
-            if (split_columns) {
-                compute(m, n, k, packed_a, packed_b, q0, q1, 0, row_tiles, epilogue);
-            } else {
-                compute(m, n, k, packed_a, packed_b, 0, panels, t0, t1, epilogue);
-            }
-        }
+        Product<PackB, Epilogue> product{m, n, k, a, stride, &pack_b, &epilogue, split_columns};
+        parallel_run(threads, &Product<PackB, Epilogue>::run_part, &product);
     }
 
+    // Tiles of panels q0 .. q1 and row tiles t0 .. t1, packed from q0 and t0 on.
     template <class Epilogue>
     static void compute(std::size_t m, std::size_t n, std::size_t k, const T* packed_a, const T* packed_b,
                         std::size_t q0, std::size_t q1, std::size_t t0, std::size_t t1, const Epilogue& epilogue) {
         for (std::size_t q = q0; q < q1; ++q) {
             const std::size_t j0 = q * NR;
             const std::size_t cols = smaller(NR, n - j0);
-            const T* b = packed_b + q * NR * k;
+            const T* b = packed_b + (q - q0) * NR * k;
             for (std::size_t it = t0; it < t1; ++it) {
                 const std::size_t i0 = it * MR;
                 const std::size_t rows = smaller(MR, m - i0);
-                const T* a = packed_a + it * MR * k;
+                const T* a = packed_a + (it - t0) * MR * k;
                 if (cols > W) {
                     tile_rows<MR, 2>(rows, k, a, b, i0, j0, cols, epilogue);
                 } else {
@@ -367,12 +381,7 @@ struct PackedGemm {
                 for (std::size_t v = 0; v < N; ++v)
                     finite &= rule->apply(acc[r][v], params->w_in, params->w_momentum_in, params->w_out,
                                           params->w_momentum_out, (i0 + r) * ld + j0 + v * W, cols - v * W);
-            if (!finite) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-                *nonfinite = 1;
-            }
+            if (!finite) __atomic_store_n(nonfinite, 1, __ATOMIC_RELAXED);
         }
     };
 
@@ -381,7 +390,7 @@ struct PackedGemm {
     static void forward(const DenseShape& s, const T* x, const T* w, const T* b, Activation act, T* z, T* h) {
         const ForwardEpilogue epilogue{b, z, h, s.fan_out, act};
         run(s.rows, s.fan_out, s.fan_in, x, s.fan_in,
-                   [&](std::size_t j0, std::size_t cols, std::size_t k, T* dst) {
+                   [&](std::size_t j0, std::size_t cols, std::size_t k, T* dst, bool) {
                        pack_rows(w, s.fan_out, j0, cols, k, dst, nullptr);
                    },
                    epilogue);
@@ -391,7 +400,7 @@ struct PackedGemm {
                            const T* h_prev, T* dz_prev) {
         const InputGradEpilogue epilogue{dz_prev, z_prev, h_prev, s.fan_in, prev_act};
         run(s.rows, s.fan_in, s.fan_out, dz, s.fan_out,
-                   [&](std::size_t j0, std::size_t cols, std::size_t k, T* dst) {
+                   [&](std::size_t j0, std::size_t cols, std::size_t k, T* dst, bool) {
                        pack_transposed(w, s.fan_out, j0, cols, k, dst);
                    },
                    epilogue);
@@ -402,9 +411,10 @@ struct PackedGemm {
     static void weight_grads(const DenseShape& s, const T* x, const T* dz, T* dw, T* db) {
         const StoreEpilogue epilogue{dw, s.fan_out};
         run(s.fan_in, s.fan_out, s.rows, x, s.fan_in,
-                  [&](std::size_t j0, std::size_t cols, std::size_t k, T* dst) {
+                  [&](std::size_t j0, std::size_t cols, std::size_t k, T* dst, bool reduce) {
                       Reg sums[NV];
-                      pack_rows(dz, s.fan_out, j0, cols, k, dst, sums);
+                      pack_rows(dz, s.fan_out, j0, cols, k, dst, reduce ? sums : nullptr);
+                      if (!reduce) return;
                       for (std::size_t v = 0; v < NV && v * W < cols; ++v) store_cols(db + j0 + v * W, sums[v], cols - v * W);
                   },
                   epilogue);
@@ -417,19 +427,15 @@ struct PackedGemm {
         int nonfinite = 0;
         const SgdEpilogue epilogue{&params, &weight_rule, s.fan_out, &nonfinite};
         run(s.fan_in, s.fan_out, s.rows, x, s.fan_in,
-                  [&](std::size_t j0, std::size_t cols, std::size_t k, T* dst) {
+                  [&](std::size_t j0, std::size_t cols, std::size_t k, T* dst, bool reduce) {
                       Reg sums[NV];
-                      pack_rows(dz, s.fan_out, j0, cols, k, dst, sums);
+                      pack_rows(dz, s.fan_out, j0, cols, k, dst, reduce ? sums : nullptr);
+                      if (!reduce) return;
                       bool finite = true;
                       for (std::size_t v = 0; v < NV && v * W < cols; ++v)
                           finite &= bias_rule.apply(sums[v], params.b_in, params.b_momentum_in, params.b_out,
                                                     params.b_momentum_out, j0 + v * W, cols - v * W);
-                      if (!finite) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-                          nonfinite = 1;
-                      }
+                      if (!finite) __atomic_store_n(&nonfinite, 1, __ATOMIC_RELAXED);
                   },
                   epilogue);
         return nonfinite == 0;
