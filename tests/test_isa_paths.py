@@ -48,8 +48,9 @@ def tile_shapes(isa, dtype):
     """(rows, fan_in, fan_out) around the tile in each dimension, plus primes and 1."""
     mr, nr, w = TILES[(isa, dtype)]
     rows = sorted({1, 13, 2 * mr + 1} | around(mr))
-    cols = sorted({1, 13} | around(w) | around(nr) | around(2 * nr))
-    depths = [1, 2, 17, 64]
+    # 512 columns: a row stride of 2 KiB or 4 KiB, where row-major A is packed rather than read in place.
+    cols = sorted({1, 13, 512} | around(w) | around(nr) | around(2 * nr))
+    depths = [1, 2, 17, 64, 512]
     shapes = [(m, 7, 11) for m in rows] + [(5, 7, n) for n in cols] + [(9, k, 29) for k in depths]
     return shapes + [(mr + 1, 31, nr + 1), (1, 1, 1)]
 

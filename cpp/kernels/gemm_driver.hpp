@@ -42,49 +42,68 @@ struct PackedGemm {
         }
     }
 
-    // One M x N-vector tile of A B over all k: A packed as k columns of MR values, B packed
-    // as k rows of NR values; then the epilogue on the registers.
-    template <std::size_t M, std::size_t N, class Epilogue>
-    static void tile(std::size_t k, const T* a, const T* b, std::size_t i0, std::size_t j0, std::size_t cols,
-                     const Epilogue& epilogue) {
+    // How a tile reads A(r, p): a[p * stride + r] (a packed tile, stride MR, or a column-major
+    // A read in place) or a[r * stride + p] (a row-major A read in place).
+    enum class AccessA { columns, rows };
+
+    // One M x N-vector tile of A B over all k, B packed as k rows of NR values; then the
+    // epilogue on the registers.
+    template <std::size_t M, std::size_t N, AccessA kAccess, class Epilogue>
+    static void tile(std::size_t k, const T* a, std::size_t stride, const T* b, std::size_t i0, std::size_t j0,
+                     std::size_t cols, const Epilogue& epilogue) {
         Reg acc[M][N];
         for (std::size_t r = 0; r < M; ++r)
             for (std::size_t v = 0; v < N; ++v) acc[r][v] = V::zero();
-        for (std::size_t p = 0; p < k; ++p) {
-            Reg bv[N];
-            for (std::size_t v = 0; v < N; ++v) bv[v] = V::load(b + p * NR + v * W);
-            for (std::size_t r = 0; r < M; ++r) {
-                const Reg ar = V::set1(a[p * MR + r]);
-                for (std::size_t v = 0; v < N; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
+        if constexpr (kAccess == AccessA::columns) {
+            for (std::size_t p = 0; p < k; ++p) {
+                const T* ap = a + p * stride;
+                Reg bv[N];
+                for (std::size_t v = 0; v < N; ++v) bv[v] = V::load(b + p * NR + v * W);
+                for (std::size_t r = 0; r < M; ++r) {
+                    const Reg ar = V::set1(ap[r]);
+                    for (std::size_t v = 0; v < N; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
+                }
+            }
+        } else {
+            const T* row[M];
+            for (std::size_t r = 0; r < M; ++r) row[r] = a + r * stride;
+            for (std::size_t p = 0; p < k; ++p) {
+                Reg bv[N];
+                for (std::size_t v = 0; v < N; ++v) bv[v] = V::load(b + p * NR + v * W);
+                for (std::size_t r = 0; r < M; ++r) {
+                    const Reg ar = V::set1(row[r][p]);
+                    for (std::size_t v = 0; v < N; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
+                }
             }
         }
         epilogue.template finish<M, N>(i0, j0, cols, acc);
     }
 
     // tile<rows, ...> for a run-time rows in [1, M].
-    template <std::size_t M, std::size_t N, class Epilogue>
-    static void tile_rows(std::size_t rows, std::size_t k, const T* a, const T* b, std::size_t i0, std::size_t j0,
-                          std::size_t cols, const Epilogue& epilogue) {
+    template <std::size_t M, std::size_t N, AccessA kAccess, class Epilogue>
+    static void tile_rows(std::size_t rows, std::size_t k, const T* a, std::size_t stride, const T* b,
+                          std::size_t i0, std::size_t j0, std::size_t cols, const Epilogue& epilogue) {
         if constexpr (M == 1) {
-            tile<1, N>(k, a, b, i0, j0, cols, epilogue);
+            tile<1, N, kAccess>(k, a, stride, b, i0, j0, cols, epilogue);
         } else if (rows == M) {
-            tile<M, N>(k, a, b, i0, j0, cols, epilogue);
+            tile<M, N, kAccess>(k, a, stride, b, i0, j0, cols, epilogue);
         } else {
-            tile_rows<M - 1, N>(rows, k, a, b, i0, j0, cols, epilogue);
+            tile_rows<M - 1, N, kAccess>(rows, k, a, stride, b, i0, j0, cols, epilogue);
         }
     }
 
     // C (m, n) = A (m, k) B (k, n) through epilogue. A is row-major with row stride `stride`,
-    // or column-major with column stride `stride` when Epilogue::kColumnMajorA; it is packed
-    // into tiles of MR rows (contiguous broadcasts, and no cache-set conflicts between rows
-    // whose stride is a multiple of 4 KiB). pack_b(j0, cols, k, dst, reduce) writes columns
-    // j0 .. j0 + cols of B as k rows of NR values (zero beyond cols); with reduce it also does
-    // the column reductions, which exactly one thread does for each column.
+    // or column-major with column stride `stride` when Epilogue::kColumnMajorA. pack_b(j0,
+    // cols, k, dst, reduce) writes columns j0 .. j0 + cols of B as k rows of NR values (zero
+    // beyond cols); with reduce it also does the column reductions, which exactly one thread
+    // does for each column.
     //
-    // Each thread splits off a range of column panels (or of row tiles, when that divides more
-    // evenly), packs what it multiplies into its own scratch (all of A, or all of B, is packed
-    // by every thread: a few percent of the work, and no barrier between packing and
-    // multiplying) and runs its tiles.
+    // A is read in place, except a row-major A whose row stride is a multiple of 2 KiB: its
+    // rows would share a few L1 cache sets, so it is packed into tiles of MR rows.
+    //
+    // Each thread takes a range of column panels (or of row tiles, when that divides more
+    // evenly), packs what it multiplies into its own scratch (every thread packs all of B when
+    // rows are split: a few percent of the work, and no barrier) and runs its tiles.
     template <class PackB, class Epilogue>
     struct Product {
         std::size_t m, n, k;
@@ -93,6 +112,7 @@ struct PackedGemm {
         const PackB* pack_b;
         const Epilogue* epilogue;
         bool split_columns;
+        bool pack_a;
 
         static void run_part(void* self, int id, int count) {
             static_cast<const Product*>(self)->part(static_cast<std::size_t>(id), static_cast<std::size_t>(count));
@@ -111,14 +131,42 @@ struct PackedGemm {
                 t1 = row_tiles * (id + 1) / count;
             }
             const std::size_t depth = k > 0 ? k : 1;
-            T* packed_b = static_cast<T*>(thread_scratch(((q1 - q0) * NR + (t1 - t0) * MR) * depth * sizeof(T)));
-            T* packed_a = packed_b + (q1 - q0) * NR * depth;
+            const std::size_t a_tiles = pack_a ? t1 - t0 : 0;
+            T* packed_b = static_cast<T*>(thread_scratch(((q1 - q0) * NR + a_tiles * MR) * depth * sizeof(T)));
             for (std::size_t q = q0; q < q1; ++q)
                 (*pack_b)(q * NR, smaller(NR, n - q * NR), k, packed_b + (q - q0) * NR * k, own_q0 <= q && q < own_q1);
-            for (std::size_t it = t0; it < t1; ++it)
-                pack_a<Epilogue::kColumnMajorA>(a, stride, it * MR, smaller(MR, m - it * MR), k,
-                                                packed_a + (it - t0) * MR * k);
-            compute(m, n, k, packed_a, packed_b, q0, q1, t0, t1, *epilogue);
+            if (pack_a) {
+                T* packed_a = packed_b + (q1 - q0) * NR * depth;
+                for (std::size_t it = t0; it < t1; ++it)
+                    pack_row_major_a(a, stride, it * MR, smaller(MR, m - it * MR), k, packed_a + (it - t0) * MR * k);
+                compute<AccessA::columns>(packed_a, MR * k, t0, MR, packed_b, q0, q1, t0, t1);
+            } else if constexpr (Epilogue::kColumnMajorA) {
+                compute<AccessA::columns>(a, MR, 0, stride, packed_b, q0, q1, t0, t1);
+            } else {
+                compute<AccessA::rows>(a, MR * stride, 0, stride, packed_b, q0, q1, t0, t1);
+            }
+        }
+
+        // Tiles of panels q0 .. q1 and row tiles t0 .. t1; row tile it of A starts at
+        // a + (it - a_first_tile) * tile_step; B is packed from panel q0 on.
+        template <AccessA kAccess>
+        void compute(const T* a, std::size_t tile_step, std::size_t a_first_tile, std::size_t a_stride,
+                     const T* packed_b, std::size_t q0, std::size_t q1, std::size_t t0, std::size_t t1) const {
+            for (std::size_t q = q0; q < q1; ++q) {
+                const std::size_t j0 = q * NR;
+                const std::size_t cols = smaller(NR, n - j0);
+                const T* b = packed_b + (q - q0) * NR * k;
+                for (std::size_t it = t0; it < t1; ++it) {
+                    const std::size_t i0 = it * MR;
+                    const std::size_t rows = smaller(MR, m - i0);
+                    const T* a_tile = a + (it - a_first_tile) * tile_step;
+                    if (cols > W) {
+                        tile_rows<MR, 2, kAccess>(rows, k, a_tile, a_stride, b, i0, j0, cols, *epilogue);
+                    } else {
+                        tile_rows<MR, 1, kAccess>(rows, k, a_tile, a_stride, b, i0, j0, cols, *epilogue);
+                    }
+                }
+            }
         }
     };
 
@@ -132,50 +180,23 @@ struct PackedGemm {
         // Split whichever dimension divides more evenly between the threads; columns on a tie.
         const std::size_t t = static_cast<std::size_t>(threads);
         const bool split_columns = ((panels + t - 1) / t) * row_tiles <= ((row_tiles + t - 1) / t) * panels;
-        Product<PackB, Epilogue> product{m, n, k, a, stride, &pack_b, &epilogue, split_columns};
+        const bool pack_a = !Epilogue::kColumnMajorA && (stride * sizeof(T)) % 2048 == 0;
+        Product<PackB, Epilogue> product{m, n, k, a, stride, &pack_b, &epilogue, split_columns, pack_a};
         parallel_run(threads, &Product<PackB, Epilogue>::run_part, &product);
-    }
-
-    // Tiles of panels q0 .. q1 and row tiles t0 .. t1, packed from q0 and t0 on.
-    template <class Epilogue>
-    static void compute(std::size_t m, std::size_t n, std::size_t k, const T* packed_a, const T* packed_b,
-                        std::size_t q0, std::size_t q1, std::size_t t0, std::size_t t1, const Epilogue& epilogue) {
-        for (std::size_t q = q0; q < q1; ++q) {
-            const std::size_t j0 = q * NR;
-            const std::size_t cols = smaller(NR, n - j0);
-            const T* b = packed_b + (q - q0) * NR * k;
-            for (std::size_t it = t0; it < t1; ++it) {
-                const std::size_t i0 = it * MR;
-                const std::size_t rows = smaller(MR, m - i0);
-                const T* a = packed_a + (it - t0) * MR * k;
-                if (cols > W) {
-                    tile_rows<MR, 2>(rows, k, a, b, i0, j0, cols, epilogue);
-                } else {
-                    tile_rows<MR, 1>(rows, k, a, b, i0, j0, cols, epilogue);
-                }
-            }
-        }
     }
 
     // --- packing ---------------------------------------------------------------------------
 
-    // Rows i0 .. i0 + rows of A as k columns of MR values (dst[p * MR + r]); rows past `rows`
-    // are left unwritten: the tile for fewer rows never reads them.
-    template <bool kColumnMajor>
-    static void pack_a(const T* a, std::size_t stride, std::size_t i0, std::size_t rows, std::size_t k, T* dst) {
-        if constexpr (kColumnMajor) {
-            for (std::size_t p = 0; p < k; ++p) {
-                const T* src = a + p * stride + i0;
-                for (std::size_t r = 0; r < rows; ++r) dst[p * MR + r] = src[r];
-            }
-        } else {
-            constexpr std::size_t kBlock = 64;  // columns per pass, so each row is read a line at a time
-            for (std::size_t p0 = 0; p0 < k; p0 += kBlock) {
-                const std::size_t p1 = smaller(k, p0 + kBlock);
-                for (std::size_t r = 0; r < rows; ++r) {
-                    const T* src = a + (i0 + r) * stride;
-                    for (std::size_t p = p0; p < p1; ++p) dst[p * MR + r] = src[p];
-                }
+    // Rows i0 .. i0 + rows of a row-major A as k columns of MR values (dst[p * MR + r]); rows
+    // past `rows` are left unwritten: the tile for fewer rows never reads them.
+    static void pack_row_major_a(const T* a, std::size_t stride, std::size_t i0, std::size_t rows, std::size_t k,
+                                 T* dst) {
+        constexpr std::size_t kBlock = 64;  // columns per pass, so each row is read a line at a time
+        for (std::size_t p0 = 0; p0 < k; p0 += kBlock) {
+            const std::size_t p1 = smaller(k, p0 + kBlock);
+            for (std::size_t r = 0; r < rows; ++r) {
+                const T* src = a + (i0 + r) * stride;
+                for (std::size_t p = p0; p < p1; ++p) dst[p * MR + r] = src[p];
             }
         }
     }
