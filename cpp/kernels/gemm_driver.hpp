@@ -231,18 +231,23 @@ struct PackedGemm {
         }
     }
 
-    // B(p, j) = src[j * ld + p]: B is stored transposed (W when computing dz W^T).
+    // B(p, j) = src[j * ld + p]: B is stored transposed (W when computing dz W^T). Whole
+    // vectors of a row of the panel are gathered; a partial one is copied element by element.
     static void pack_transposed(const T* src, std::size_t ld, std::size_t j0, std::size_t cols, std::size_t k,
                                 T* dst) {
-        constexpr std::size_t kBlock = 16;  // rows of dst per pass: the writes stay in a few lines
-        for (std::size_t p0 = 0; p0 < k; p0 += kBlock) {
-            const std::size_t p1 = smaller(k, p0 + kBlock);
-            for (std::size_t j = 0; j < cols; ++j) {
-                const T* s = src + (j0 + j) * ld;
-                for (std::size_t p = p0; p < p1; ++p) dst[p * NR + j] = s[p];
+        const bool gather = ld <= static_cast<std::size_t>(0x7fffffff) / W;  // lane offsets fit in int32
+        const auto index = V::gather_index(gather ? static_cast<int>(ld) : 0);
+        for (std::size_t v = 0; v < NV; ++v) {
+            const std::size_t lanes = cols > v * W ? smaller(W, cols - v * W) : 0;
+            const T* s = src + (j0 + v * W) * ld;
+            T* d = dst + v * W;
+            if (lanes == W && gather) {
+                for (std::size_t p = 0; p < k; ++p) V::store(d + p * NR, V::gather(s + p, index));
+                continue;
             }
-            for (std::size_t j = cols; j < NR; ++j)
-                for (std::size_t p = p0; p < p1; ++p) dst[p * NR + j] = T(0);
+            for (std::size_t p = 0; p < k; ++p) V::store(d + p * NR, V::zero());
+            for (std::size_t j = 0; j < lanes; ++j)
+                for (std::size_t p = 0; p < k; ++p) d[p * NR + j] = s[j * ld + p];
         }
     }
 

@@ -30,6 +30,11 @@ struct Avx2Float {
     static bool all_finite(Reg r) {
         return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_sub_ps(r, r), zero(), _CMP_EQ_OQ)) == 0xFF;
     }
+    using Index = __m256i;
+    static Index gather_index(int stride) {
+        return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+    }
+    static Reg gather(const T* base, Index index) { return _mm256_i32gather_ps(base, index, sizeof(T)); }
     static Reg div(Reg a, Reg b) { return _mm256_div_ps(a, b); }
     static Reg min(Reg a, Reg b) { return _mm256_min_ps(a, b); }
     static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
@@ -63,6 +68,9 @@ struct Avx2Double {
     static bool all_finite(Reg r) {
         return _mm256_movemask_pd(_mm256_cmp_pd(_mm256_sub_pd(r, r), zero(), _CMP_EQ_OQ)) == 0xF;
     }
+    using Index = __m128i;
+    static Index gather_index(int stride) { return _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(stride)); }
+    static Reg gather(const T* base, Index index) { return _mm256_i32gather_pd(base, index, sizeof(T)); }
 };
 
 }  // namespace

@@ -28,6 +28,12 @@ struct Avx512Float {
         return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, zero(), _CMP_GT_OQ), b, a);
     }
     static bool all_finite(Reg r) { return _mm512_cmp_ps_mask(_mm512_sub_ps(r, r), zero(), _CMP_EQ_OQ) == 0xFFFF; }
+    using Index = __m512i;
+    static Index gather_index(int stride) {
+        return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                  _mm512_set1_epi32(stride));
+    }
+    static Reg gather(const T* base, Index index) { return _mm512_i32gather_ps(index, base, sizeof(T)); }
     static Reg div(Reg a, Reg b) { return _mm512_div_ps(a, b); }
     static Reg min(Reg a, Reg b) { return _mm512_min_ps(a, b); }
     static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
@@ -61,6 +67,11 @@ struct Avx512Double {
         return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, zero(), _CMP_GT_OQ), b, a);
     }
     static bool all_finite(Reg r) { return _mm512_cmp_pd_mask(_mm512_sub_pd(r, r), zero(), _CMP_EQ_OQ) == 0xFF; }
+    using Index = __m256i;
+    static Index gather_index(int stride) {
+        return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+    }
+    static Reg gather(const T* base, Index index) { return _mm512_i32gather_pd(index, base, sizeof(T)); }
 };
 
 }  // namespace
