@@ -19,6 +19,13 @@
 #include "vector_math.hpp"
 
 
+// Epilogues inlined into their tile keep the accumulators in registers.
+#if defined(__GNUC__) || defined(__clang__)
+#define FUSEDMLP_INLINE inline __attribute__((always_inline))
+#else
+#define FUSEDMLP_INLINE inline
+#endif
+
 namespace fusedmlp {
 namespace {
 
@@ -231,24 +238,22 @@ struct PackedGemm {
         }
     }
 
-    // B(p, j) = src[j * ld + p]: B is stored transposed (W when computing dz W^T). Whole
-    // vectors of a row of the panel are gathered; a partial one is copied element by element.
+    // B(p, j) = src[j * ld + p]: B is stored transposed (W when computing dz W^T). Copied in
+    // square blocks transposed in registers (V::transpose_block), the edges element by element.
     static void pack_transposed(const T* src, std::size_t ld, std::size_t j0, std::size_t cols, std::size_t k,
                                 T* dst) {
-        const bool gather = ld <= static_cast<std::size_t>(0x7fffffff) / W;  // lane offsets fit in int32
-        const auto index = V::gather_index(gather ? static_cast<int>(ld) : 0);
-        for (std::size_t v = 0; v < NV; ++v) {
-            const std::size_t lanes = cols > v * W ? smaller(W, cols - v * W) : 0;
-            const T* s = src + (j0 + v * W) * ld;
-            T* d = dst + v * W;
-            if (lanes == W && gather) {
-                for (std::size_t p = 0; p < k; ++p) V::store(d + p * NR, V::gather(s + p, index));
-                continue;
-            }
-            for (std::size_t p = 0; p < k; ++p) V::store(d + p * NR, V::zero());
-            for (std::size_t j = 0; j < lanes; ++j)
-                for (std::size_t p = 0; p < k; ++p) d[p * NR + j] = s[j * ld + p];
+        constexpr std::size_t B = V::kTransposeBlock;
+        const std::size_t j_blocks = cols / B * B, p_blocks = k / B * B;
+        for (std::size_t jb = 0; jb < j_blocks; jb += B) {
+            const T* s = src + (j0 + jb) * ld;
+            for (std::size_t pb = 0; pb < p_blocks; pb += B) V::transpose_block(s + pb, ld, dst + pb * NR + jb, NR);
+            for (std::size_t j = jb; j < jb + B; ++j)
+                for (std::size_t p = p_blocks; p < k; ++p) dst[p * NR + j] = src[(j0 + j) * ld + p];
         }
+        for (std::size_t j = j_blocks; j < cols; ++j)
+            for (std::size_t p = 0; p < k; ++p) dst[p * NR + j] = src[(j0 + j) * ld + p];
+        for (std::size_t p = 0; p < k; ++p)
+            for (std::size_t j = cols; j < NR; ++j) dst[p * NR + j] = T(0);
     }
 
     // --- epilogues -------------------------------------------------------------------------
@@ -271,7 +276,7 @@ struct PackedGemm {
         Activation act;
 
         template <std::size_t M, std::size_t N>
-        void finish(std::size_t i0, std::size_t j0, std::size_t cols, Reg (&acc)[M][N]) const {
+        FUSEDMLP_INLINE void finish(std::size_t i0, std::size_t j0, std::size_t cols, Reg (&acc)[M][N]) const {
             Reg bias[N];
             for (std::size_t v = 0; v < N; ++v) bias[v] = load_cols(b + j0 + v * W, cols - v * W);
             const bool in_registers = vector_activation(act);
@@ -308,7 +313,7 @@ struct PackedGemm {
         Activation act;
 
         template <std::size_t M, std::size_t N>
-        void finish(std::size_t i0, std::size_t j0, std::size_t cols, Reg (&acc)[M][N]) const {
+        FUSEDMLP_INLINE void finish(std::size_t i0, std::size_t j0, std::size_t cols, Reg (&acc)[M][N]) const {
             const Reg one = V::set1(T(1));
             const Reg zero = V::zero();
             const Reg slope = V::set1(T(kLeakyReluSlope));
@@ -358,7 +363,7 @@ struct PackedGemm {
         std::size_t ld;
 
         template <std::size_t M, std::size_t N>
-        void finish(std::size_t i0, std::size_t j0, std::size_t cols, Reg (&acc)[M][N]) const {
+        FUSEDMLP_INLINE void finish(std::size_t i0, std::size_t j0, std::size_t cols, Reg (&acc)[M][N]) const {
             for (std::size_t r = 0; r < M; ++r)
                 for (std::size_t v = 0; v < N; ++v) store_cols(c + (i0 + r) * ld + j0 + v * W, acc[r][v], cols - v * W);
         }
@@ -401,7 +406,7 @@ struct PackedGemm {
         int* nonfinite;
 
         template <std::size_t M, std::size_t N>
-        void finish(std::size_t i0, std::size_t j0, std::size_t cols, Reg (&acc)[M][N]) const {
+        FUSEDMLP_INLINE void finish(std::size_t i0, std::size_t j0, std::size_t cols, Reg (&acc)[M][N]) const {
             bool finite = true;
             for (std::size_t r = 0; r < M; ++r)
                 for (std::size_t v = 0; v < N; ++v)

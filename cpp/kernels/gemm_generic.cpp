@@ -34,13 +34,8 @@ struct PortableVector {
     static Reg mul(Reg a, Reg b) { return a * b; }
     static Reg fma(Reg a, Reg b, Reg c) { return a * b + c; }
     static Reg select_positive(Reg z, Reg a, Reg b) { return z > Reg{} ? a : b; }
-    using Index = int;
-    static Index gather_index(int stride) { return stride; }
-    static Reg gather(const T* base, Index stride) {
-        Reg r;
-        for (std::size_t i = 0; i < W; ++i) r[i] = base[static_cast<std::ptrdiff_t>(i) * stride];
-        return r;
-    }
+    static constexpr std::size_t kTransposeBlock = 1;
+    static void transpose_block(const T* src, std::size_t, T* dst, std::size_t) { *dst = *src; }
     // min, max: the second operand when either is NaN, as on x86.
     static Reg div(Reg a, Reg b) { return a / b; }
     static Reg min(Reg a, Reg b) { return a < b ? a : b; }

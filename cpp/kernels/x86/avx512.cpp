@@ -28,12 +28,6 @@ struct Avx512Float {
         return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, zero(), _CMP_GT_OQ), b, a);
     }
     static bool all_finite(Reg r) { return _mm512_cmp_ps_mask(_mm512_sub_ps(r, r), zero(), _CMP_EQ_OQ) == 0xFFFF; }
-    using Index = __m512i;
-    static Index gather_index(int stride) {
-        return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                  _mm512_set1_epi32(stride));
-    }
-    static Reg gather(const T* base, Index index) { return _mm512_i32gather_ps(index, base, sizeof(T)); }
     static Reg div(Reg a, Reg b) { return _mm512_div_ps(a, b); }
     static Reg min(Reg a, Reg b) { return _mm512_min_ps(a, b); }
     static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
@@ -44,6 +38,26 @@ struct Avx512Float {
     static Reg pow2(Reg t) {
         const __m512i bits = _mm512_slli_epi32(_mm512_castps_si512(t), 23);
         return _mm512_castsi512_ps(_mm512_add_epi32(bits, _mm512_set1_epi32(0x3F800000)));
+    }
+    // dst[p * dst_stride + j] = src[j * ld + p] for an 8 x 8 block (unpack, shuffle, permute).
+    static constexpr std::size_t kTransposeBlock = 8;
+    static void transpose_block(const T* src, std::size_t ld, T* dst, std::size_t dst_stride) {
+        __m256 r[8], t[8], u[8];
+        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
+        for (int i = 0; i < 8; i += 2) {
+            t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int i = 0; i < 8; i += 4) {
+            u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+            u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+            u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+            u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+        }
+        for (int i = 0; i < 4; ++i) {
+            _mm256_storeu_ps(dst + i * dst_stride, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+            _mm256_storeu_ps(dst + (i + 4) * dst_stride, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+        }
     }
 };
 
@@ -67,11 +81,18 @@ struct Avx512Double {
         return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, zero(), _CMP_GT_OQ), b, a);
     }
     static bool all_finite(Reg r) { return _mm512_cmp_pd_mask(_mm512_sub_pd(r, r), zero(), _CMP_EQ_OQ) == 0xFF; }
-    using Index = __m256i;
-    static Index gather_index(int stride) {
-        return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+    // dst[p * dst_stride + j] = src[j * ld + p] for a 4 x 4 block.
+    static constexpr std::size_t kTransposeBlock = 4;
+    static void transpose_block(const T* src, std::size_t ld, T* dst, std::size_t dst_stride) {
+        const __m256d r0 = _mm256_loadu_pd(src), r1 = _mm256_loadu_pd(src + ld);
+        const __m256d r2 = _mm256_loadu_pd(src + 2 * ld), r3 = _mm256_loadu_pd(src + 3 * ld);
+        const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+        const __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+        _mm256_storeu_pd(dst, _mm256_permute2f128_pd(t0, t2, 0x20));
+        _mm256_storeu_pd(dst + dst_stride, _mm256_permute2f128_pd(t1, t3, 0x20));
+        _mm256_storeu_pd(dst + 2 * dst_stride, _mm256_permute2f128_pd(t0, t2, 0x31));
+        _mm256_storeu_pd(dst + 3 * dst_stride, _mm256_permute2f128_pd(t1, t3, 0x31));
     }
-    static Reg gather(const T* base, Index index) { return _mm512_i32gather_pd(index, base, sizeof(T)); }
 };
 
 }  // namespace
