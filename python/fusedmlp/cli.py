@@ -335,9 +335,9 @@ def predict_command(args):
 
 # --- sweep --------------------------------------------------------------------------------------
 
-# The default sweep: the full grid of experiments.DEFAULT_GRID on digits with 2 seeds and 10
+# The default sweep: the full grid of experiments.DEFAULT_GRID on digits with 2 seeds and 20
 # epochs -- 320 runs; about a minute on 2 cores.
-SWEEP_DEFAULTS = {"data": "digits", "seeds": 2, "epochs": 10, "hidden": [64], "momentum": 0.9,
+SWEEP_DEFAULTS = {"data": "digits", "seeds": 2, "epochs": 20, "hidden": [64], "momentum": 0.9,
                   "warmup_fraction": 0.1, "validation_fraction": 0.2, "out": "sweep-results"}
 
 _WARMUP_CHOICES = {"both": (False, True), "off": (False,), "on": (True,)}

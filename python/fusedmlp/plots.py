@@ -7,7 +7,8 @@ loss_by_lr.png              training loss vs step, one curve per learning rate
 score_heatmap.png           final validation accuracy (or R^2) over batch size x learning rate,
                             one panel per activation
 curves_by_activation.png    training loss and validation score, one curve per activation
-warmup_large_batch.png      the largest batch size with and without warmup, per large lr
+warmup_large_batch.png      with and without warmup at the largest lr: loss curves of the largest
+                            batch sizes, final score vs batch size
 
 Each plot holds the other parameters fixed at a reference point, named in its title: the
 activation relu (else the grid's first), warmup off (where the grid has it), and the learning
@@ -59,6 +60,13 @@ def _mean_score(runs):
     return float(np.mean([run["final_val_score"] for run in runs]))
 
 
+def _worst_score(result):
+    """The lowest final score of the runs that did not diverge: what a diverged point counts as
+    when points are ranked."""
+    finite = [run["final_val_score"] for run in result.runs if not run["diverged"]]
+    return min(finite) if finite else 0.0
+
+
 def _reference(result):
     """The fixed parameters: activation, warmup, and the best lr and batch size for them."""
     config = result.config
@@ -66,8 +74,7 @@ def _reference(result):
     warmup = False if False in config["warmup"] else config["warmup"][0]
     runs = _select(result.runs, activation=activation, warmup=warmup)
 
-    finite = [run["final_val_score"] for run in result.runs if not run["diverged"]]
-    worst = min(finite) if finite else 0.0
+    worst = _worst_score(result)
 
     def best(name, values, other, other_values):
         """The value of `name` with the best mean score over the other parameter's values; a
@@ -245,8 +252,7 @@ def plot_curves_by_activation(result, path):
     ref = _reference(result)
     config = result.config
     # The batch size and lr that are best on average over the activations.
-    finite = [run["final_val_score"] for run in result.runs if not run["diverged"]]
-    worst = min(finite) if finite else 0.0
+    worst = _worst_score(result)
     candidates = [(b, lr) for b in config["batch_sizes"] for lr in config["lrs"]]
     scores = []
     for b, lr in candidates:
@@ -275,26 +281,52 @@ def plot_curves_by_activation(result, path):
 
 
 def plot_warmup_large_batch(result, path):
-    """None when the grid does not have both warmup settings."""
+    """At the grid's largest learning rate -- where warmup matters -- the loss curves with and
+    without warmup for the three largest batch sizes, and the final score against batch size.
+    The activation shown is the one whose score warmup changes most there (named in the title).
+    None when the grid does not have both warmup settings."""
     config = result.config
     if set(config["warmup"]) != {False, True}:
         return None
-    ref = _reference(result)
-    batch_size = max(config["batch_sizes"])
-    lrs = sorted(config["lrs"])[-3:]
-    figure = _new_figure(3.8 * len(lrs) + 0.5, 4.0)
-    panels = np.atleast_1d(figure.subplots(1, len(lrs), squeeze=False)).ravel()
-    for axes, lr in zip(panels, lrs):
-        for warmup, color in ((False, "tab:red"), (True, "tab:blue")):
-            runs = _select(result.runs, batch_size=batch_size, lr=lr, activation=ref["activation"], warmup=warmup)
+    lr = max(config["lrs"])
+    sizes = sorted(config["batch_sizes"])
+    large = sizes[-3:]
+    worst = _worst_score(result)
+
+    def score(**fixed):
+        value = _mean_score(_select(result.runs, lr=lr, **fixed))
+        return worst if math.isnan(value) else value
+
+    activation = max(config["activations"], key=lambda a: np.mean(
+        [abs(score(activation=a, batch_size=b, warmup=True) - score(activation=a, batch_size=b, warmup=False))
+         for b in large]))
+    figure = _new_figure(3.6 * (len(large) + 1) + 0.5, 4.0)
+    panels = np.atleast_1d(figure.subplots(1, len(large) + 1, squeeze=False)).ravel()
+    styles = ((False, "tab:red"), (True, "tab:blue"))
+    for axes, batch_size in zip(panels, large):
+        for warmup, color in styles:
+            runs = _select(result.runs, batch_size=batch_size, lr=lr, activation=activation, warmup=warmup)
             steps = f", {runs[0]['warmup_steps']} steps" if warmup and runs else ""
             _plot_loss(axes, runs, f"{_warmup_text(warmup)}{steps} (final {_legend_score(runs)})", color, smooth=False)
         _loss_axes(axes, "step")
         axes.set_ylabel("training loss (batch mean)")
-        axes.set_title(f"lr {lr:g}", fontsize=10)
+        axes.set_title(f"batch {batch_size}", fontsize=10)
         axes.legend(fontsize=8)
-    figure.suptitle(f"Warmup vs no warmup at batch {batch_size}: {config['data']}, {ref['activation']}, "
-                    f"momentum {config['momentum']:g}, {_seeds_note(result)} (x: diverged)")
+    summary = panels[-1]
+    for warmup, color in styles:
+        scores = [_mean_score(_select(result.runs, batch_size=b, lr=lr, activation=activation, warmup=warmup))
+                  for b in sizes]
+        summary.plot(sizes, scores, "o-", color=color, label=_warmup_text(warmup))
+    summary.set_xscale("log", base=2)
+    summary.set_xticks(sizes, [str(b) for b in sizes])
+    summary.set_xlabel("batch size")
+    summary.set_ylabel(f"final {_score_label(result)}")
+    summary.set_title("final score (gaps: diverged)", fontsize=10)
+    summary.grid(True, alpha=0.3)
+    summary.legend(fontsize=8)
+    figure.suptitle(f"Warmup vs no warmup at lr {lr:g}: {config['data']}, {activation}, momentum "
+                    f"{config['momentum']:g}, warmup over {config['warmup_fraction']:g} of the steps, "
+                    f"{_seeds_note(result)} (x: diverged)")
     return _save(figure, path)
 
 
