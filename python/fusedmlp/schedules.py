@@ -201,7 +201,7 @@ def _checked_rates(schedule, first_step, count, arg):
     bad = ~np.isfinite(rates) | (rates < 0)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"{arg}: {schedule!r} gives learning rate {rates[i]!r} at step {first_step + i}; "
+        raise ValueError(f"{arg}: {schedule!r} gives learning rate {float(rates[i])!r} at step {first_step + i}; "
                          "expected finite rates >= 0")
     return rates
 
