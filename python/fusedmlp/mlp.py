@@ -314,12 +314,8 @@ class MLP:
 
     def _train_epoch(self, X, y, order, lrs, options):
         """The backend's epoch: (step_loss as float64, diverged)."""
-        result = self._backend.train_epoch(X, y, order, options.batch_size, options.drop_last, lrs, options.momentum,
-                                           options.nesterov, options.weight_decay)
-        if isinstance(result, tuple):
-            step_loss, diverged = result
-        else:  # TEMPORARY: backends before the divergence contract return the losses alone
-            step_loss, diverged = result, False
+        step_loss, diverged = self._backend.train_epoch(X, y, order, options.batch_size, options.drop_last, lrs,
+                                                        options.momentum, options.nesterov, options.weight_decay)
         return np.asarray(step_loss, dtype=np.float64), bool(diverged)
 
     def _evaluate(self, X, y):
