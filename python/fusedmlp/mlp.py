@@ -314,8 +314,12 @@ class MLP:
 
     def _train_epoch(self, X, y, order, lrs, options):
         """The backend's epoch: (step_loss as float64, diverged)."""
-        step_loss, diverged = self._backend.train_epoch(X, y, order, options.batch_size, options.drop_last, lrs,
-                                                        options.momentum, options.nesterov, options.weight_decay)
+        # Overflow on the way to a divergence is reported as one (DivergenceError or
+        # history.diverged), not as NumPy warnings from the reference backend as well.
+        with np.errstate(over="ignore", invalid="ignore"):
+            step_loss, diverged = self._backend.train_epoch(X, y, order, options.batch_size, options.drop_last, lrs,
+                                                            options.momentum, options.nesterov,
+                                                            options.weight_decay)
         return np.asarray(step_loss, dtype=np.float64), bool(diverged)
 
     def _evaluate(self, X, y):
