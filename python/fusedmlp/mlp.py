@@ -219,7 +219,8 @@ class MLP:
                              f"got validation_data and validation_fraction={validation_fraction!r}")
         X, y, validation = self._training_data(X, y, validation_data)
         n = X.shape[0]
-        held_out = math.ceil(validation_fraction * n) if validation_fraction > 0 else 0
+        # Rounded first so that 0.7 of 10 holds out 7, not the 8 of ceil(7.000000000000001).
+        held_out = math.ceil(round(validation_fraction * n, 9)) if validation_fraction > 0 else 0
         if held_out >= n:
             raise ValueError(f"validation_fraction: holding out {held_out} of the {n} samples of X leaves none "
                              f"to train on; got {validation_fraction!r}")
