@@ -130,6 +130,7 @@ def test_a_divergent_learning_rate_is_recorded_not_raised(tmp_path):
                    epochs=2, hidden=(16,), workers=1, out=tmp_path)
     good, bad = result.runs
     assert not good["diverged"] and math.isfinite(good["final_train_loss"])
+    assert len(good["val_score"]) == 2 and good["final_val_score"] == good["val_score"][-1]  # one per epoch
     assert bad["diverged"]
     assert math.isnan(bad["final_train_loss"]) and math.isnan(bad["final_val_score"])
     assert bad["steps"] < good["steps"]  # it stopped at the divergent step

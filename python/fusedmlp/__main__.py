@@ -213,6 +213,8 @@ def main(argv=None):
     that diverged and other failures to complete exit with 1; Ctrl-C with 130. Each is one
     line on stderr, never a traceback.
     """
+    from .errors import DivergenceError
+
     parser = build_parser()
     args = parser.parse_args(argv)  # bad arguments: one error line, exit 2
     try:
@@ -220,10 +222,9 @@ def main(argv=None):
     except (ValueError, TypeError) as error:
         print(f"{parser.prog}: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except (OSError, ImportError, MemoryError, ArithmeticError) as error:
+    except (OSError, ImportError, MemoryError, DivergenceError) as error:
         # OSError: a file that cannot be read or written, a Dask scheduler out of reach;
-        # ImportError: the native module or an optional package (matplotlib, dask) is missing;
-        # ArithmeticError: fusedmlp.errors.DivergenceError, training diverged.
+        # ImportError: the native module or an optional package (matplotlib, dask) is missing.
         print(f"{parser.prog}: error: {_one_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -28,7 +28,6 @@ threads, share the cores. Scripts that call sweep() with worker processes need t
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import math
 import multiprocessing
@@ -171,29 +170,14 @@ def warmup_steps_for(n_train, batch_size, epochs, warmup_fraction):
 
 
 def _fit_recording(net, X, y, X_val, y_val, fit_args):
-    """Train and return the curves: dict(step_loss, epoch_loss, val_loss, val_score, diverged).
-
-    The one place that depends on fit's validation and divergence extras (CONTRACTS.md:
-    validation_data, on_divergence="stop", History.val_score / .diverged). Until a fit with
-    them is present it trains all epochs in one call and scores the validation split once,
-    at the end, detecting divergence from the step losses.
-    """
-    if "on_divergence" in inspect.signature(net.fit).parameters:
-        history = net.fit(X, y, validation_data=(X_val, y_val), on_divergence="stop", **fit_args)
-        return {"step_loss": np.asarray(history.step_loss, dtype=np.float64),
-                "epoch_loss": np.asarray(history.epoch_loss, dtype=np.float64),
-                "val_loss": np.asarray(history.val_loss, dtype=np.float64),
-                "val_score": np.asarray(history.val_score, dtype=np.float64),
-                "diverged": bool(history.diverged)}
-    history = net.fit(X, y, **fit_args)
-    step_loss = np.asarray(history.step_loss, dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(step_loss))
-    if bad.size:
-        steps_per_epoch = math.ceil(len(X) / fit_args["batch_size"])
-        return {"step_loss": step_loss[:bad[0] + 1], "epoch_loss": history.epoch_loss[:bad[0] // steps_per_epoch],
-                "val_loss": np.empty(0), "val_score": np.empty(0), "diverged": True}
-    return {"step_loss": step_loss, "epoch_loss": np.asarray(history.epoch_loss, dtype=np.float64),
-            "val_loss": np.empty(0), "val_score": np.array([net.score(X_val, y_val)]), "diverged": False}
+    """Train, scoring (X_val, y_val) after every epoch and stopping at a divergent step;
+    return the curves: dict(step_loss, epoch_loss, val_loss, val_score, diverged)."""
+    history = net.fit(X, y, validation_data=(X_val, y_val), on_divergence="stop", **fit_args)
+    return {"step_loss": np.array(history.step_loss, dtype=np.float64),
+            "epoch_loss": np.array(history.epoch_loss, dtype=np.float64),
+            "val_loss": np.array(history.val_loss, dtype=np.float64),
+            "val_score": np.array(history.val_score, dtype=np.float64),
+            "diverged": bool(history.diverged)}
 
 
 def _limit_native_threads(count):
