@@ -32,6 +32,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -231,6 +232,9 @@ _WORKER_DATA = None
 
 def _init_worker(data, threads):
     global _WORKER_DATA
+    # Ctrl-C reaches the whole process group; the parent alone handles it (cancels what has not
+    # started) so that the workers do not each print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_DATA = data
     _limit_native_threads(threads)
 
@@ -265,6 +269,7 @@ def _run_in_processes(points, data, workers, report):
         return
     pool = ProcessPoolExecutor(max_workers=min(workers, len(points)), mp_context=_pool_context(),
                                initializer=_init_worker, initargs=(data, 1))
+    pending = set()
     try:
         pending = {pool.submit(_run_in_worker, point) for point in points}
         while pending:
@@ -272,6 +277,10 @@ def _run_in_processes(points, data, workers, report):
             for future in done:
                 report(future.result())
     except BaseException:  # Ctrl-C or a failed run: drop what has not started
+        # Cancelled one by one, here: shutdown's own cancel_futures is carried out by the pool's
+        # manager thread, which skips it once the pool object is gone, as it soon is.
+        for future in pending:
+            future.cancel()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
