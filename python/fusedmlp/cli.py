@@ -430,8 +430,9 @@ def sweep_command(args):
         X, y, _task, _description = load_data(data, target=args.target)
         if y is None:
             raise ValueError(f"{data}: has no target (y); a sweep needs one")
-        data = (X, y)
+        data, data_name = (X, y), os.path.basename(args.data)
     else:
+        data_name = None
         load_data(data)  # an unknown name fails here, before any worker starts
     report, close = _sweep_progress(args.quiet)
     try:
@@ -440,11 +441,15 @@ def sweep_command(args):
                        loss=args.loss, momentum=args.momentum, warmup_fraction=args.warmup_fraction,
                        validation_fraction=args.validation_fraction, backend=args.backend, dtype=args.dtype,
                        workers=args.workers, scheduler=args.scheduler, out=args.out, plots=not args.no_plots,
-                       on_result=report)
+                       on_result=report, data_name=data_name)
     finally:
         close()
     print(format_sweep(result, source=args.data))
     return 0
+
+
+def _count(number, noun):
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def format_sweep(result, source):
@@ -454,7 +459,7 @@ def format_sweep(result, source):
     metric = "accuracy" if result.metric == "accuracy" else "R^2"
     lines = [
         f"fusedmlp sweep: {source}, {len(runs)} runs ({len(runs) // len(config['seeds'])} grid points x "
-        f"{len(config['seeds'])} seeds), {config['epochs']} epochs each, on {config['runner']}: "
+        f"{_count(len(config['seeds']), 'seed')}), {_count(config['epochs'], 'epoch')} each, on {config['runner']}: "
         f"{config['wall_time_s']:.1f} s; {diverged} diverged",
         "",
         f"best points by mean validation {metric}:",

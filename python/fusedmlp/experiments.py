@@ -372,7 +372,8 @@ def _n_outputs(loss, y):
 def sweep(data="digits", *, batch_sizes=DEFAULT_GRID["batch_sizes"], lrs=DEFAULT_GRID["lrs"],
           activations=DEFAULT_GRID["activations"], warmup=DEFAULT_GRID["warmup"], seeds=2, epochs=20,
           hidden=(64,), loss=None, momentum=0.9, warmup_fraction=0.1, validation_fraction=0.2, split_seed=0,
-          backend="cpu", dtype="float32", workers=None, scheduler=None, out=None, plots=True, on_result=None):
+          backend="cpu", dtype="float32", workers=None, scheduler=None, out=None, plots=True, on_result=None,
+          data_name=None):
     """Train every point of batch_sizes x lrs x activations x warmup once per seed.
 
     data: a name in fusedmlp.datasets.DATASETS, or (X, y) arrays.
@@ -387,6 +388,7 @@ def sweep(data="digits", *, batch_sizes=DEFAULT_GRID["batch_sizes"], lrs=DEFAULT
         runs then go to that cluster and `workers` is ignored.
     out: a folder to write sweep.csv, sweep.json and (plots=True) the PNG plots into.
     on_result: called as on_result(run, done, total) after each run finishes (progress).
+    data_name: what to call (X, y) arrays in the results and plot titles (default "arrays").
     Returns a SweepResult; runs in grid order whatever order they finished in.
     """
     batch_sizes = _values("batch_sizes", batch_sizes, lambda a, v: check_int(a, v, 1))
@@ -414,7 +416,17 @@ def sweep(data="digits", *, batch_sizes=DEFAULT_GRID["batch_sizes"], lrs=DEFAULT
     if on_result is not None and not callable(on_result):
         raise TypeError(f"on_result: expected a callable; got {type(on_result).__name__}")
 
+    if out is not None:
+        # Fail before the runs, not after them: an unusable folder, or plots without matplotlib.
+        out = os.fspath(out)
+        os.makedirs(out, exist_ok=True)
+        if plots:
+            from .plots import require_matplotlib
+
+            require_matplotlib()
     description, loss, X_train, X_val, y_train, y_val = _prepare_data(data, loss, validation_fraction, split_seed)
+    if data_name is not None:
+        description = str(data_name)
     n_outputs = _n_outputs(loss, np.concatenate([y_train, y_val]))
     n_train = len(y_train)
     # Check the shared settings once, here, rather than in every worker.
@@ -452,7 +464,8 @@ def sweep(data="digits", *, batch_sizes=DEFAULT_GRID["batch_sizes"], lrs=DEFAULT
         "seeds": list(seeds), "epochs": epochs, "hidden": list(hidden), "momentum": momentum,
         "warmup_fraction": warmup_fraction, "validation_fraction": validation_fraction, "split_seed": split_seed,
         "backend": backend, "dtype": dtype,
-        "runner": "dask" if scheduler is not None else f"{workers} process(es)",
+        "runner": ("a Dask cluster" if scheduler is not None
+                   else f"{workers} worker processes" if workers > 1 else "this process"),
         "wall_time_s": seconds, "fusedmlp_version": __version__,
     }
     result = SweepResult(config=config, runs=[finished[_point_key(p) + (p["seed"],)] for p in points])

@@ -30,13 +30,20 @@ __all__ = ["plot_sweep", "PLOTS"]
 PLOTS = ("loss_by_batch_size", "loss_by_lr", "score_heatmap", "curves_by_activation", "warmup_large_batch")
 
 
-def _new_figure(width, height):
+def require_matplotlib():
+    """Raise a clear ImportError unless matplotlib can be imported."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        import matplotlib  # noqa: F401
     except ImportError:
         raise ImportError("plots need matplotlib; install it with pip install matplotlib "
                           "(or pass plots=False / --no-plots)") from None
+
+
+def _new_figure(width, height):
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
