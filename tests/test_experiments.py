@@ -114,7 +114,7 @@ def test_dask_local_cluster_gives_the_same_results(pool_result):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with distributed.Client(cluster) as client:
             on_dask = sweep("iris", scheduler=client, **TINY)
-            assert on_dask.config["runner"] == "dask"
+            assert on_dask.config["runner"] == "a Dask cluster"
             by_address = sweep("iris", scheduler=cluster.scheduler_address,
                                **{**TINY, "batch_sizes": (16,), "lrs": (0.05,), "seeds": 1})
     for a, b in zip(on_dask.runs, pool_result.runs):
