@@ -354,8 +354,10 @@ class _BaseMLP(BaseEstimator):
         step = getattr(self, "_shim_step", 0)
         order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
         lrs = warmup_rates(lr, warmup_steps, step, len(bounds))
-        step_loss = model._backend.train_epoch(X, y, order.astype(np.int64), batch_size, False, lrs, momentum,
-                                               nesterov, weight_decay)
+        step_loss, diverged = model._backend.train_epoch(X, y, order.astype(np.int64), batch_size, False, lrs,
+                                                         momentum, nesterov, weight_decay)
+        if diverged:
+            raise DivergenceError(step_loss[-1])
         self._shim_step = step + len(bounds)
         rows = np.array([b - a for a, b in bounds], dtype=np.float64)
         from .history import History
