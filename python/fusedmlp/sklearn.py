@@ -65,13 +65,8 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 from ._validation import check_bool, check_choice, check_dtype, check_float, check_int
 from .backends import BACKENDS
+from .errors import DivergenceError
 from .mlp import MLP
-
-try:
-    from .errors import DivergenceError
-except ImportError:  # TEMPORARY until fusedmlp.errors lands
-    class DivergenceError(Exception):
-        pass
 
 # scikit-learn's activation names, and fusedmlp's extras, to fusedmlp's names.
 ACTIVATIONS = {
@@ -325,7 +320,7 @@ class _BaseMLP(BaseEstimator):
     def _run_epoch(self, X, targets, batch_size, lr, params, weight_decay, fresh_optimizer, seed):
         """One epoch of SGD; returns fusedmlp's mean loss over it. fresh_optimizer: start new
         momentum buffers and restart the warmup (MLP.fit), else continue both (MLP.partial_fit)."""
-        train = self._model.fit if fresh_optimizer else self._partial_fit_shim
+        train = self._model.fit if fresh_optimizer else self._model.partial_fit
         momentum = params["momentum"]
         try:
             history = train(X, targets, epochs=1, batch_size=batch_size, lr=lr, momentum=momentum,
@@ -333,36 +328,11 @@ class _BaseMLP(BaseEstimator):
                             warmup_steps=params["warmup_steps"], shuffle=params["shuffle"], seed=seed)
         except DivergenceError as error:
             raise ValueError(
-                f"Training diverged (non-finite loss or parameters) in epoch {self.n_iter_ + 1}: lower "
-                "learning_rate_init or scale the inputs (e.g. sklearn.preprocessing.StandardScaler)"
+                f"Training diverged (non-finite loss or parameters) in epoch {self.n_iter_ + 1}, at lr="
+                f"{error.lr:.6g}: lower learning_rate_init or scale the inputs and targets (e.g. with "
+                "sklearn.preprocessing.StandardScaler). The model keeps the parameters from before that step."
             ) from error
-        if fresh_optimizer:
-            self._shim_step = len(history.step_loss)  # TEMPORARY with the shim
         return float(history.epoch_loss[0])
-
-    def _partial_fit_shim(self, X, y, epochs, batch_size, lr, momentum, nesterov, weight_decay, warmup_steps,
-                          shuffle, seed):
-        # TEMPORARY until MLP.partial_fit lands: one epoch continuing momentum and the step count.
-        from .reference import batch_bounds
-        from .schedules import warmup_rates
-        from ._validation import as_targets
-        model = self._model
-        X = model._features(X)
-        y = as_targets(y, model.loss, X.shape[0], model.n_outputs, model.dtype)
-        n = X.shape[0]
-        bounds = batch_bounds(n, batch_size, False)
-        step = getattr(self, "_shim_step", 0)
-        order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
-        lrs = warmup_rates(lr, warmup_steps, step, len(bounds))
-        step_loss, diverged = model._backend.train_epoch(X, y, order.astype(np.int64), batch_size, False, lrs,
-                                                         momentum, nesterov, weight_decay)
-        if diverged:
-            raise DivergenceError(step_loss[-1])
-        self._shim_step = step + len(bounds)
-        rows = np.array([b - a for a, b in bounds], dtype=np.float64)
-        from .history import History
-        return History(step_loss=step_loss, lr=lrs, epoch_loss=np.array([np.dot(step_loss, rows) / n]),
-                       epoch_time=np.zeros(1))
 
     def _squared_weight_norm(self):
         return float(sum(np.dot(w.ravel().astype(np.float64), w.ravel()) for w in self._model.weights))
@@ -463,7 +433,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return len(self.classes_) if targets.ndim == 1 else targets.shape[1]
 
     def _validate_input(self, X, y, incremental, reset, dtype):
-        X, y = _validate_data(self, X, y, multi_output=True, dtype=dtype, reset=reset)
+        X, y = _validate_data(self, X, y, multi_output=True, dtype=dtype, order="C", reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -558,7 +528,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return targets.shape[1]
 
     def _validate_input(self, X, y, incremental, reset, dtype):
-        X, y = _validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype, reset=reset)
+        X, y = _validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype, order="C", reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         targets = np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
