@@ -72,6 +72,14 @@ def test_round_trip_keeps_every_parameter(activation):
         np.testing.assert_array_equal(a, b)
 
 
+def test_mlp_methods_delegate():
+    model = _model("gelu", "float64")
+    module = model.to_torch()
+    back = fm.MLP.from_torch(module, loss="cross_entropy")
+    X = _inputs()
+    np.testing.assert_array_equal(back.decision_function(X), model.decision_function(X))
+
+
 def test_linear_layers_without_activation_are_identity_and_single_linear_works():
     torch.manual_seed(0)
     model = from_torch(nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 2)).double(), loss="mse")

@@ -29,6 +29,15 @@ fusedmlp's kernels (backend="cpu" by default). Differences from scikit-learn, al
 - No sample_weight and no sparse input (a TypeError names it).
 - coefs_ and intercepts_ are copies of the trained parameters, taken after each fit; changing
   them does not change the model.
+- A pickled estimator keeps its parameters and every fitted attribute but not the momentum of a
+  partial_fit sequence in progress: after unpickling, the next partial_fit starts it afresh.
+
+Fitted attributes (as scikit-learn's): coefs_, intercepts_ (W shaped (fan_in, fan_out), b),
+loss_curve_, best_loss_ (None with early_stopping), validation_scores_ and
+best_validation_score_ (None without early_stopping), n_iter_ (epochs of the last fit call; 1
+after partial_fit), t_ (training samples seen, summed over epochs and calls: scikit-learn's
+meaning, not a step count), n_features_in_ (and feature_names_in_ for DataFrames), n_outputs_,
+n_layers_, out_activation_ ("softmax", "logistic" or "identity"), and classes_ (classifier).
 """
 
 from __future__ import annotations
@@ -416,7 +425,8 @@ class _BaseMLP(BaseEstimator):
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier trained by fusedmlp with scikit-learn's SGD and
-    stopping rules (see the module docstring for the differences).
+    stopping rules; parameters and fitted attributes as sklearn.neural_network.MLPClassifier
+    (solver="sgd"), plus backend, dtype and warmup_steps (see the module docstring).
 
     y: labels of any kind (ints, strings) for one output, softmax over the classes for three or
     more classes, one logistic output for two (predict_proba still gives shape (n, 2)); or a
@@ -515,8 +525,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor (squared error) trained by fusedmlp with scikit-learn's
-    SGD and stopping rules (see the module docstring for the differences). y: (n,) or
-    (n, n_outputs); predict returns (n,) for a single output, like scikit-learn."""
+    SGD and stopping rules; parameters and fitted attributes as
+    sklearn.neural_network.MLPRegressor (solver="sgd"), plus backend, dtype and warmup_steps (see
+    the module docstring). y: (n,) or (n, n_outputs); predict returns (n,) for a single output,
+    like scikit-learn, in the estimator's dtype."""
 
     def _loss_name(self):
         return "mse"
