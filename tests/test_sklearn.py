@@ -69,12 +69,12 @@ PROBLEMS = {
 }
 
 
-def _fit_both(problem, **params):
+def _fit_both(problem, backend="cpu", **params):
     ours_class, theirs_class, data = PROBLEMS[problem]
     X, y = data()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        ours = ours_class(backend="cpu", **params).fit(X, y)
+        ours = ours_class(backend=backend, **params).fit(X, y)
         theirs = theirs_class(solver="sgd", **params).fit(X, y)
     return ours, theirs, X
 
@@ -104,6 +104,21 @@ def test_follows_sklearn_sgd_step_for_step(problem, activation, nesterov):
         np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-8, atol=1e-12)
     else:
         np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", fm.BACKENDS)
+@pytest.mark.parametrize("learning_rate", ["invscaling", "adaptive"])
+def test_learning_rate_schedules_match_sklearn_without_momentum(learning_rate, backend):
+    # Without momentum the velocity convention does not matter: a changing rate must agree too.
+    # tol=0.02 makes "adaptive" divide the rate a few times within the 40 epochs.
+    ours, theirs, _ = _fit_both("multiclass", backend=backend, hidden_layer_sizes=(10,), alpha=0.0, momentum=0.0,
+                                learning_rate=learning_rate, power_t=0.3, learning_rate_init=0.2, tol=0.02,
+                                n_iter_no_change=2, batch_size=40, max_iter=40, shuffle=False, random_state=4)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours._learning_rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
+    assert ours._learning_rate < 0.2 / 5
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    _assert_same_parameters(ours, theirs, 1e-8)
 
 
 @pytest.mark.parametrize("problem", ["multiclass", "regression"])
