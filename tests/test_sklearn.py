@@ -400,7 +400,24 @@ def test_pickle_round_trip_predicts_the_same():
     assert copy.t_ == model.t_ + len(X)
 
 
+def test_deepcopy_and_the_underlying_mlp():
+    import copy
+
+    X, y = _classification(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(X, y)
+    twin = copy.deepcopy(model)
+    assert twin.mlp_ is not model.mlp_
+    np.testing.assert_array_equal(twin.predict_proba(X), model.predict_proba(X))
+    assert isinstance(model.mlp_, fm.MLP) and model.mlp_.loss == "cross_entropy"
+    np.testing.assert_array_equal(model.mlp_.predict_proba(X), model.predict_proba(X))
+
+
 def test_not_fitted_error():
+    with pytest.raises(NotFittedError):
+        MLPClassifier().mlp_
+    assert not hasattr(MLPRegressor(), "mlp_")
     with pytest.raises(NotFittedError):
         MLPClassifier().predict(np.zeros((2, 3)))
     with pytest.raises(NotFittedError):

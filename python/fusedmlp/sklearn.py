@@ -7,14 +7,16 @@ fusedmlp's kernels (backend="cpu" by default). Differences from scikit-learn, al
 - solver: SGD only. solver="sgd" is accepted for compatibility, any other value is an error.
   The default learning_rate_init is scikit-learn's (0.001), which suits its default Adam solver
   better than SGD: raise it (e.g. 0.01 - 0.1) for faster training.
-- The step each batch takes is scikit-learn's: the same loss gradient (log-loss summed over the
-  outputs of a logistic layer, half the squared error for regression), the same L2 term
-  alpha * W / batch_size, the same momentum and Nesterov updates. The L2 term uses the full
-  batch_size also for the last, smaller batch of an epoch (scikit-learn divides by that batch's
-  size), because fusedmlp's weight decay is one number per epoch. Momentum follows PyTorch's
-  convention, which is scikit-learn's whenever the learning rate is constant; with
-  learning_rate="invscaling"/"adaptive" or warmup_steps the velocity is not rescaled when the
-  rate changes.
+- The step each batch takes is scikit-learn's. Its gradient is s times fusedmlp's mean-loss
+  gradient (s = 1 for softmax outputs; n_outputs for logistic outputs, whose log-loss it sums
+  over the outputs; n_outputs / 2 for regression, whose loss is half the squared error and whose
+  gradient it sums over the outputs) plus alpha * W / batch_size. So the MLP trains with
+  lr = s * learning_rate_init and weight_decay = alpha / (s * batch_size) (alpha / batch_size
+  for a softmax classifier). The L2 term uses the full batch_size also for the last, smaller
+  batch of an epoch (scikit-learn divides by that batch's size), because fusedmlp's weight decay
+  is one number per call. Momentum follows PyTorch's convention, which is scikit-learn's
+  whenever the learning rate is constant; with learning_rate="invscaling"/"adaptive" or
+  warmup_steps the velocity is not rescaled when the rate changes.
 - loss_curve_ is scikit-learn's loss (data loss plus 0.5 * alpha * ||W||^2 / batch_size per
   batch), with the L2 term of each epoch computed from the mean of ||W||^2 at the epoch's start
   and end rather than before every step.
@@ -38,6 +40,7 @@ best_validation_score_ (None without early_stopping), n_iter_ (epochs of the las
 after partial_fit), t_ (training samples seen, summed over epochs and calls: scikit-learn's
 meaning, not a step count), n_features_in_ (and feature_names_in_ for DataFrames), n_outputs_,
 n_layers_, out_activation_ ("softmax", "logistic" or "identity"), and classes_ (classifier).
+mlp_ is the trained fusedmlp.MLP (e.g. estimator.mlp_.to_torch()).
 """
 
 from __future__ import annotations
@@ -383,6 +386,15 @@ class _BaseMLP(BaseEstimator):
                 self._no_improvement_count = 0
             if loss < self.best_loss_:
                 self.best_loss_ = loss
+
+    @property
+    def mlp_(self):
+        """The trained fusedmlp.MLP itself (not a copy): for to_torch(), save(), or its own
+        predict. Its loss is cross_entropy (softmax), bce (logistic) or mse (identity), as
+        out_activation_; changing its parameters changes the estimator's predictions but not
+        coefs_ / intercepts_."""
+        check_is_fitted(self)
+        return self._model
 
     # --- inference ------------------------------------------------------------------------
 
