@@ -7,8 +7,9 @@ from .history import EpochInfo, History
 from .io import load
 from .mlp import MLP
 from .reference import ACTIVATIONS, LOSSES
+from .torch_interop import from_torch, to_torch
 
 __version__ = "0.1.0"
 
 __all__ = ["MLP", "History", "EpochInfo", "DivergenceError", "load", "reference", "schedules", "ACTIVATIONS",
-           "LOSSES", "BACKENDS", "native_available", "__version__"]
+           "LOSSES", "BACKENDS", "native_available", "to_torch", "from_torch", "__version__"]
