@@ -113,7 +113,7 @@ class SweepResult:
             mean = float(np.mean(scores)) if scores and not diverged else float("nan")
             ranked.append({**dict(zip(_POINT_FIELDS, key)), "mean_score": mean, "seeds": len(runs),
                            "diverged": diverged})
-        ranked.sort(key=lambda p: (math.isnan(p["mean_score"]), -p["mean_score"] if not math.isnan(p["mean_score"]) else 0))
+        ranked.sort(key=lambda p: math.inf if math.isnan(p["mean_score"]) else -p["mean_score"])
         return ranked[:count]
 
 
