@@ -423,8 +423,10 @@ def _sweep_progress(quiet):
 
 
 def sweep_command(args):
-    from .experiments import sweep
+    from .experiments import check_scheduler, sweep
 
+    if args.scheduler is not None:
+        check_scheduler(args.scheduler)  # before the data are read
     data = args.data
     if data.lower().endswith((".csv", ".npz")) or args.target is not None:
         X, y, _task, _description = load_data(data, target=args.target)

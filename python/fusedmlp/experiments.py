@@ -286,6 +286,16 @@ def _run_in_processes(points, data, workers, report):
     pool.shutdown()
 
 
+def check_scheduler(scheduler):
+    """A scheduler address must name its protocol; anything else must be a Client (checked
+    when dask is imported, in _dask_client)."""
+    if isinstance(scheduler, str) and "://" not in scheduler:
+        raise ValueError(f"scheduler: expected an address such as 'tcp://host:8786'; got {scheduler!r}")
+    if not isinstance(scheduler, str) and not hasattr(scheduler, "submit"):
+        raise TypeError(f"scheduler: expected a Dask scheduler address such as 'tcp://host:8786' or a "
+                        f"dask.distributed.Client; got {type(scheduler).__name__}")
+
+
 def _dask_client(scheduler):
     """(client, owned): a Client connected to `scheduler` (an address) or the Client given."""
     try:
@@ -293,13 +303,11 @@ def _dask_client(scheduler):
     except ImportError:
         raise ImportError("scheduler: running a sweep on a Dask cluster needs dask.distributed; "
                           "install it with pip install 'dask[distributed]'") from None
-    if isinstance(scheduler, Client):
-        return scheduler, False
     if not isinstance(scheduler, str):
-        raise TypeError(f"scheduler: expected a Dask scheduler address such as 'tcp://host:8786' or a "
-                        f"dask.distributed.Client; got {type(scheduler).__name__}")
-    if "://" not in scheduler:
-        raise ValueError(f"scheduler: expected an address such as 'tcp://host:8786'; got {scheduler!r}")
+        if not isinstance(scheduler, Client):
+            raise TypeError(f"scheduler: expected a Dask scheduler address or a dask.distributed.Client; "
+                            f"got {type(scheduler).__name__}")
+        return scheduler, False
     try:
         return Client(scheduler, timeout="10s"), True
     except (OSError, TimeoutError) as error:
@@ -413,6 +421,8 @@ def sweep(data="digits", *, batch_sizes=DEFAULT_GRID["batch_sizes"], lrs=DEFAULT
     dtype = check_dtype(dtype).name
     if scheduler is None:
         workers = _default_workers() if workers is None else check_int("workers", workers, 1)
+    else:
+        check_scheduler(scheduler)
     if on_result is not None and not callable(on_result):
         raise TypeError(f"on_result: expected a callable; got {type(on_result).__name__}")
 
