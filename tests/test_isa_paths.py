@@ -52,7 +52,10 @@ def tile_shapes(isa, dtype):
     cols = sorted({1, 13, 512} | around(w) | around(nr) | around(2 * nr))
     depths = [1, 2, 17, 64, 512]
     shapes = [(m, 7, 11) for m in rows] + [(5, 7, n) for n in cols] + [(9, k, 29) for k in depths]
-    return shapes + [(mr + 1, 31, nr + 1), (1, 1, 1)]
+    # Row strides of 2 or 4 KiB with several column panels: row-major A is packed (by register
+    # transposes for whole tiles), forward (x, stride fan_in) and backward (dz, stride fan_out).
+    packed_a = [(2 * mr + 1, 512, 2 * nr + 3), (2 * mr + 1, 2 * nr + 3, 512)]
+    return shapes + packed_a + [(mr + 1, 31, nr + 1), (1, 1, 1)]
 
 
 def check(actual, expected, dtype, what):

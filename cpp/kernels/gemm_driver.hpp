@@ -105,8 +105,9 @@ struct PackedGemm {
     // beyond cols); with reduce it also does the column reductions, which exactly one thread
     // does for each column.
     //
-    // A is read in place, except a row-major A whose row stride is a multiple of 2 KiB: its
-    // rows would share a few L1 cache sets, so it is packed into tiles of MR rows.
+    // A is read in place, except a row-major A whose row stride is a multiple of 2 KiB, when
+    // more than one column panel reuses it: its rows would share a few L1 cache sets, so it is
+    // packed into tiles of MR rows.
     //
     // Each thread takes a range of column panels (or of row tiles, when that divides more
     // evenly), packs what it multiplies into its own scratch (every thread packs all of B when
@@ -187,7 +188,7 @@ struct PackedGemm {
         // Split whichever dimension divides more evenly between the threads; columns on a tie.
         const std::size_t t = static_cast<std::size_t>(threads);
         const bool split_columns = ((panels + t - 1) / t) * row_tiles <= ((row_tiles + t - 1) / t) * panels;
-        const bool pack_a = !Epilogue::kColumnMajorA && (stride * sizeof(T)) % 2048 == 0;
+        const bool pack_a = !Epilogue::kColumnMajorA && (stride * sizeof(T)) % 2048 == 0 && panels > 1;
         Product<PackB, Epilogue> product{m, n, k, a, stride, &pack_b, &epilogue, split_columns, pack_a};
         parallel_run(threads, &Product<PackB, Epilogue>::run_part, &product);
     }
@@ -195,11 +196,22 @@ struct PackedGemm {
     // --- packing ---------------------------------------------------------------------------
 
     // Rows i0 .. i0 + rows of a row-major A as k columns of MR values (dst[p * MR + r]); rows
-    // past `rows` are left unwritten: the tile for fewer rows never reads them.
+    // past `rows` are left unwritten: the tile for fewer rows never reads them. Full tiles go
+    // through register transposes where MR is a multiple of the transpose block.
     static void pack_row_major_a(const T* a, std::size_t stride, std::size_t i0, std::size_t rows, std::size_t k,
                                  T* dst) {
+        constexpr std::size_t B = V::kTransposeBlock;
+        std::size_t p_done = 0;
+        if constexpr (MR % B == 0 && B > 1) {
+            if (rows == MR) {
+                p_done = k / B * B;
+                for (std::size_t pb = 0; pb < p_done; pb += B)
+                    for (std::size_t rb = 0; rb < MR; rb += B)
+                        V::transpose_block(a + (i0 + rb) * stride + pb, stride, dst + pb * MR + rb, MR);
+            }
+        }
         constexpr std::size_t kBlock = 64;  // columns per pass, so each row is read a line at a time
-        for (std::size_t p0 = 0; p0 < k; p0 += kBlock) {
+        for (std::size_t p0 = p_done; p0 < k; p0 += kBlock) {
             const std::size_t p1 = smaller(k, p0 + kBlock);
             for (std::size_t r = 0; r < rows; ++r) {
                 const T* src = a + (i0 + r) * stride;
