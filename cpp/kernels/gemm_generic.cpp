@@ -45,8 +45,12 @@ struct PortableVector {
     // 2^n for t = n + 1.5 * 2^23 (float only): n sits in the low mantissa bits of t.
     static Reg pow2(Reg t) {
         typedef std::int32_t Bits __attribute__((vector_size(sizeof(Reg))));
-        const Bits bits = (reinterpret_cast<const Bits&>(t) << 23) + 0x3F800000;
-        return reinterpret_cast<const Reg&>(bits);
+        Bits bits;
+        __builtin_memcpy(&bits, &t, sizeof(Reg));
+        bits = (bits << 23) + 0x3F800000;
+        Reg out;
+        __builtin_memcpy(&out, &bits, sizeof(Reg));
+        return out;
     }
     static bool all_finite(Reg r) {
         const Reg d = r - r;

@@ -16,7 +16,7 @@ template <class V>
 struct VectorMath {
     using Reg = typename V::Reg;
 
-    static Reg poly(Reg x, Reg c0) { return c0; }
+    static Reg poly(Reg, Reg c0) { return c0; }
     template <class... Rest>
     static Reg poly(Reg x, Reg c0, Reg c1, Rest... rest) {
         return V::fma(poly(x, c1, rest...), x, c0);  // c0 + x (c1 + x (...))
