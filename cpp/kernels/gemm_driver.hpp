@@ -53,11 +53,14 @@ struct PackedGemm {
     // A read in place) or a[r * stride + p] (a row-major A read in place).
     enum class AccessA { columns, rows };
 
-    // One M x N-vector tile of A B over all k, B packed as k rows of NR values; then the
-    // epilogue on the registers.
-    template <std::size_t M, std::size_t N, AccessA kAccess, class Epilogue>
-    static void tile(std::size_t k, const T* a, std::size_t stride, const T* b, std::size_t i0, std::size_t j0,
-                     std::size_t cols, const Epilogue& epilogue) {
+    // One M x N-vector tile of A B over all k, B read as k rows of N W values ldb apart (a
+    // packed panel, kPackedB and ldb = NR, or a row-major B in place); then the epilogue on the
+    // registers. The packed variant keeps its stride a constant, as its address arithmetic is
+    // part of the inner loop.
+    template <std::size_t M, std::size_t N, AccessA kAccess, bool kPackedB, class Epilogue>
+    static void tile(std::size_t k, const T* a, std::size_t stride, const T* b, std::size_t b_stride,
+                     std::size_t i0, std::size_t j0, std::size_t cols, const Epilogue& epilogue) {
+        const std::size_t ldb = kPackedB ? NR : b_stride;
         Reg acc[M][N];
         for (std::size_t r = 0; r < M; ++r)
             for (std::size_t v = 0; v < N; ++v) acc[r][v] = V::zero();
@@ -65,7 +68,7 @@ struct PackedGemm {
             for (std::size_t p = 0; p < k; ++p) {
                 const T* ap = a + p * stride;
                 Reg bv[N];
-                for (std::size_t v = 0; v < N; ++v) bv[v] = V::load(b + p * NR + v * W);
+                for (std::size_t v = 0; v < N; ++v) bv[v] = V::load(b + p * ldb + v * W);
                 for (std::size_t r = 0; r < M; ++r) {
                     const Reg ar = V::set1(ap[r]);
                     for (std::size_t v = 0; v < N; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
@@ -76,7 +79,7 @@ struct PackedGemm {
             for (std::size_t r = 0; r < M; ++r) row[r] = a + r * stride;
             for (std::size_t p = 0; p < k; ++p) {
                 Reg bv[N];
-                for (std::size_t v = 0; v < N; ++v) bv[v] = V::load(b + p * NR + v * W);
+                for (std::size_t v = 0; v < N; ++v) bv[v] = V::load(b + p * ldb + v * W);
                 for (std::size_t r = 0; r < M; ++r) {
                     const Reg ar = V::set1(row[r][p]);
                     for (std::size_t v = 0; v < N; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
@@ -87,15 +90,16 @@ struct PackedGemm {
     }
 
     // tile<rows, ...> for a run-time rows in [1, M].
-    template <std::size_t M, std::size_t N, AccessA kAccess, class Epilogue>
+    template <std::size_t M, std::size_t N, AccessA kAccess, bool kPackedB, class Epilogue>
     static void tile_rows(std::size_t rows, std::size_t k, const T* a, std::size_t stride, const T* b,
-                          std::size_t i0, std::size_t j0, std::size_t cols, const Epilogue& epilogue) {
+                          std::size_t ldb, std::size_t i0, std::size_t j0, std::size_t cols,
+                          const Epilogue& epilogue) {
         if constexpr (M == 1) {
-            tile<1, N, kAccess>(k, a, stride, b, i0, j0, cols, epilogue);
+            tile<1, N, kAccess, kPackedB>(k, a, stride, b, ldb, i0, j0, cols, epilogue);
         } else if (rows == M) {
-            tile<M, N, kAccess>(k, a, stride, b, i0, j0, cols, epilogue);
+            tile<M, N, kAccess, kPackedB>(k, a, stride, b, ldb, i0, j0, cols, epilogue);
         } else {
-            tile_rows<M - 1, N, kAccess>(rows, k, a, stride, b, i0, j0, cols, epilogue);
+            tile_rows<M - 1, N, kAccess, kPackedB>(rows, k, a, stride, b, ldb, i0, j0, cols, epilogue);
         }
     }
 
@@ -109,6 +113,12 @@ struct PackedGemm {
     // more than one column panel reuses it: its rows would share a few L1 cache sets, so it is
     // packed into tiles of MR rows.
     //
+    // When B is row-major in memory (direct_b, row stride direct_ld) and its panels are short
+    // enough that their rows do not crowd L1 cache sets (read_b_in_place), full panels are read
+    // in place: packing them would copy as much as the tiles of a small product read. A partial
+    // last panel is still packed (the tile reads whole vectors); pack_b(..., nullptr, true)
+    // then does only the column reductions of a panel read in place.
+    //
     // Each thread takes a range of column panels (or of row tiles, when that divides more
     // evenly), packs what it multiplies into its own scratch (every thread packs all of B when
     // rows are split: a few percent of the work, and no barrier) and runs its tiles.
@@ -121,6 +131,10 @@ struct PackedGemm {
         const Epilogue* epilogue;
         bool split_columns;
         bool pack_a;
+        const T* direct_b;  // B read in place for full panels, or null
+        std::size_t direct_ld;
+
+        bool in_place(std::size_t q) const { return direct_b != nullptr && (q + 1) * NR <= n; }
 
         static void run_part(void* self, int id, int count) {
             static_cast<const Product*>(self)->part(static_cast<std::size_t>(id), static_cast<std::size_t>(count));
@@ -141,8 +155,14 @@ struct PackedGemm {
             const std::size_t depth = k > 0 ? k : 1;
             const std::size_t a_tiles = pack_a ? t1 - t0 : 0;
             T* packed_b = static_cast<T*>(thread_scratch(((q1 - q0) * NR + a_tiles * MR) * depth * sizeof(T)));
-            for (std::size_t q = q0; q < q1; ++q)
-                (*pack_b)(q * NR, smaller(NR, n - q * NR), k, packed_b + (q - q0) * NR * k, own_q0 <= q && q < own_q1);
+            for (std::size_t q = q0; q < q1; ++q) {
+                const bool own = own_q0 <= q && q < own_q1;
+                if (!in_place(q)) {
+                    (*pack_b)(q * NR, smaller(NR, n - q * NR), k, packed_b + (q - q0) * NR * k, own);
+                } else if (own) {
+                    (*pack_b)(q * NR, NR, k, static_cast<T*>(nullptr), true);
+                }
+            }
             if (pack_a) {
                 T* packed_a = packed_b + (q1 - q0) * NR * depth;
                 for (std::size_t it = t0; it < t1; ++it)
@@ -163,24 +183,44 @@ struct PackedGemm {
             for (std::size_t q = q0; q < q1; ++q) {
                 const std::size_t j0 = q * NR;
                 const std::size_t cols = smaller(NR, n - j0);
-                const T* b = packed_b + (q - q0) * NR * k;
+                const bool direct = in_place(q);
+                const T* b = direct ? direct_b + j0 : packed_b + (q - q0) * NR * k;
+                const std::size_t ldb = direct ? direct_ld : NR;
                 for (std::size_t it = t0; it < t1; ++it) {
                     const std::size_t i0 = it * MR;
                     const std::size_t rows = smaller(MR, m - i0);
                     const T* a_tile = a + (it - a_first_tile) * tile_step;
-                    if (cols > W) {
-                        tile_rows<MR, 2, kAccess>(rows, k, a_tile, a_stride, b, i0, j0, cols, *epilogue);
+                    if (direct) {  // full panels only
+                        tile_rows<MR, 2, kAccess, false>(rows, k, a_tile, a_stride, b, ldb, i0, j0, cols, *epilogue);
+                    } else if (cols > W) {
+                        tile_rows<MR, 2, kAccess, true>(rows, k, a_tile, a_stride, b, ldb, i0, j0, cols, *epilogue);
                     } else {
-                        tile_rows<MR, 1, kAccess>(rows, k, a_tile, a_stride, b, i0, j0, cols, *epilogue);
+                        tile_rows<MR, 1, kAccess, true>(rows, k, a_tile, a_stride, b, ldb, i0, j0, cols, *epilogue);
                     }
                 }
             }
         }
     };
 
+    // Whether full panels of a row-major B (row stride ld) are read in place for depth k: the
+    // rows of a panel fall on L1 sets that repeat every `period` rows (4 KiB of set index
+    // span); in place when no more than 4 of its rows start on one set, so that the panel
+    // stays in an 8-way L1 across the row tiles that reuse it.
+    static bool read_b_in_place(std::size_t ld, std::size_t k) {
+        constexpr std::size_t kSetSpan = 4096;
+        std::size_t g = ld * sizeof(T) % kSetSpan, span = kSetSpan;
+        while (g != 0) {  // gcd(row stride, set span)
+            const std::size_t r = span % g;
+            span = g;
+            g = r;
+        }
+        const std::size_t period = kSetSpan / span;
+        return (k + period - 1) / period <= 4;
+    }
+
     template <class PackB, class Epilogue>
     static void run(std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t stride, const PackB& pack_b,
-                    const Epilogue& epilogue) {
+                    const Epilogue& epilogue, const T* row_major_b = nullptr, std::size_t b_ld = 0) {
         if (n == 0 || m == 0) return;
         const std::size_t panels = (n + NR - 1) / NR;
         const std::size_t row_tiles = (m + MR - 1) / MR;
@@ -189,7 +229,8 @@ struct PackedGemm {
         const std::size_t t = static_cast<std::size_t>(threads);
         const bool split_columns = ((panels + t - 1) / t) * row_tiles <= ((row_tiles + t - 1) / t) * panels;
         const bool pack_a = !Epilogue::kColumnMajorA && (stride * sizeof(T)) % 2048 == 0 && panels > 1;
-        Product<PackB, Epilogue> product{m, n, k, a, stride, &pack_b, &epilogue, split_columns, pack_a};
+        const T* direct_b = row_major_b != nullptr && read_b_in_place(b_ld, k) ? row_major_b : nullptr;
+        Product<PackB, Epilogue> product{m, n, k, a, stride, &pack_b, &epilogue, split_columns, pack_a, direct_b, b_ld};
         parallel_run(threads, &Product<PackB, Epilogue>::run_part, &product);
     }
 
@@ -220,9 +261,14 @@ struct PackedGemm {
         }
     }
 
-    // B row-major with row stride ld: a copy into panels, optionally summing each column.
+    // B row-major with row stride ld: a copy into panels (unless dst is null), optionally
+    // summing each column.
     static void pack_rows(const T* src, std::size_t ld, std::size_t j0, std::size_t cols, std::size_t k, T* dst,
                           Reg* column_sums) {
+        if (dst == nullptr) {
+            if (column_sums != nullptr) sum_rows(src, ld, j0, cols, k, column_sums);
+            return;
+        }
         for (std::size_t v = 0; v < NV; ++v) {
             T* d = dst + v * W;
             const std::size_t lanes = cols > v * W ? cols - v * W : 0;
@@ -247,6 +293,22 @@ struct PackedGemm {
                 }
             }
             if (column_sums != nullptr) column_sums[v] = sum;
+        }
+    }
+
+    // The column sums of pack_rows without the copy.
+    static void sum_rows(const T* src, std::size_t ld, std::size_t j0, std::size_t cols, std::size_t k,
+                         Reg* column_sums) {
+        for (std::size_t v = 0; v < NV; ++v) {
+            const std::size_t lanes = cols > v * W ? cols - v * W : 0;
+            Reg sum = V::zero();
+            const T* s = src + j0 + v * W;
+            if (lanes >= W) {
+                for (std::size_t p = 0; p < k; ++p) sum = V::add(sum, V::load(s + p * ld));
+            } else if (lanes > 0) {
+                for (std::size_t p = 0; p < k; ++p) sum = V::add(sum, V::load_n(s + p * ld, lanes));
+            }
+            column_sums[v] = sum;
         }
     }
 
@@ -436,7 +498,7 @@ struct PackedGemm {
                    [&](std::size_t j0, std::size_t cols, std::size_t k, T* dst, bool) {
                        pack_rows(w, s.fan_out, j0, cols, k, dst, nullptr);
                    },
-                   epilogue);
+                   epilogue, w, s.fan_out);
     }
 
     static void input_grad(const DenseShape& s, const T* dz, const T* w, Activation prev_act, const T* z_prev,
@@ -460,7 +522,7 @@ struct PackedGemm {
                       if (!reduce) return;
                       for (std::size_t v = 0; v < NV && v * W < cols; ++v) store_cols(db + j0 + v * W, sums[v], cols - v * W);
                   },
-                  epilogue);
+                  epilogue, dz, s.fan_out);
     }
 
     static bool weight_grads_sgd(const DenseShape& s, const T* x, const T* dz, const DenseSgdParams<T>& params,
@@ -480,7 +542,7 @@ struct PackedGemm {
                                                     params.b_momentum_out, j0 + v * W, cols - v * W);
                       if (!finite) __atomic_store_n(&nonfinite, 1, __ATOMIC_RELAXED);
                   },
-                  epilogue);
+                  epilogue, dz, s.fan_out);
         return nonfinite == 0;
     }
 
