@@ -55,7 +55,11 @@ def tile_shapes(isa, dtype):
     # Row strides of 2 or 4 KiB with several column panels: row-major A is packed (by register
     # transposes for whole tiles), forward (x, stride fan_in) and backward (dz, stride fan_out).
     packed_a = [(2 * mr + 1, 512, 2 * nr + 3), (2 * mr + 1, 2 * nr + 3, 512)]
-    return shapes + packed_a + [(mr + 1, 31, nr + 1), (1, 1, 1)]
+    # Full column panels of a row-major B (W forward; dz, k = rows, for dW) are read in place
+    # when their rows do not crowd L1 sets, the partial last panel packed: shallow products
+    # with whole and partial panels, and deep ones with a 512-byte row stride (packed).
+    in_place_b = [(2 * mr + 1, 3, 2 * nr + 5), (3, 5, 2 * nr), (4 * nr, 64, 4 * nr), (64, 33, 512 // w * 4)]
+    return shapes + packed_a + in_place_b + [(mr + 1, 31, nr + 1), (1, 1, 1)]
 
 
 def check(actual, expected, dtype, what):
