@@ -1,0 +1,150 @@
+"""Property-based tests: for random networks and data, every native backend agrees with the
+NumPy reference within the tolerances of DESIGN.md.
+
+Layer sizes run from 1 to a few hundred and favour the awkward ones (primes, and one below,
+at and one above every SIMD tile 8/16/32/64/128/256); batch sizes run from 1 to n with partial
+last batches; data magnitudes from 1e-6 to 1e6. The number of examples is bounded by the
+profile of tests/_hypothesis_profiles.py (fixed and derandomized in CI).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+import _hypothesis_profiles  # noqa: F401  (loads the profile)
+import fusedmlp as fm
+from conftest import OP_TOLERANCE, relative_error
+
+# DESIGN.md, "Agreement between backends": whole training, float64, weights within 1e-8.
+TRAINING_TOLERANCE = 1e-8
+
+
+def _native_backends():
+    backends = ["cpu"] if fm.native_available() else []
+    cuda = getattr(fm, "cuda_backend", None)
+    available = getattr(cuda, "cuda_available", None) or getattr(fm, "cuda_available", None)
+    if "cuda" in getattr(fm, "BACKENDS", ()) and available is not None and available():
+        backends.append("cuda")
+    return backends
+
+
+NATIVE_BACKENDS = _native_backends()
+pytestmark = pytest.mark.skipif(not NATIVE_BACKENDS, reason="no native backend built (fusedmlp._native missing)")
+
+TILES = (8, 16, 32, 64, 128, 256)
+AWKWARD_SIZES = sorted({t + d for t in TILES for d in (-1, 0, 1)}
+                       | {1, 2, 3, 5, 7, 11, 13, 37, 61, 101, 211, 293})
+layer_size = st.one_of(st.sampled_from(AWKWARD_SIZES), st.integers(1, 300))
+magnitude = st.sampled_from([1e-6, 1e-3, 1.0, 1e3, 1e6])
+
+
+@st.composite
+def networks(draw, max_hidden_layers=2, dtypes=("float32", "float64"), magnitudes=magnitude):
+    """(layer_sizes, activation, loss, dtype, data scale, seed) of one random case."""
+    loss = draw(st.sampled_from(fm.LOSSES))
+    sizes = [draw(layer_size) for _ in range(draw(st.integers(0, max_hidden_layers)) + 1)]
+    k = draw(st.integers(2, 40)) if loss == "cross_entropy" else draw(st.sampled_from([1, 2, 3, 8, 17, 33]))
+    return dict(sizes=sizes + [k], activation=draw(st.sampled_from(fm.ACTIVATIONS)), loss=loss,
+                dtype=draw(st.sampled_from(dtypes)), scale=draw(magnitudes), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def make_data(case, n):
+    rng = np.random.default_rng(case["seed"])
+    X = case["scale"] * rng.standard_normal((n, case["sizes"][0]))
+    k = case["sizes"][-1]
+    if case["loss"] == "cross_entropy":
+        y = rng.integers(0, k, n)
+    elif case["loss"] == "bce":
+        # Hard and soft targets.
+        y = np.where(rng.random((n, k)) < 0.5, rng.integers(0, 2, (n, k)), rng.random((n, k)))
+    else:
+        y = case["scale"] * rng.standard_normal((n, k))
+    return X, y
+
+
+def twins(case, backend):
+    """The native model and the reference model, with the same parameters. Biases are set to
+    random values: zero biases would hide a bias that is added wrongly."""
+    kwargs = dict(activation=case["activation"], loss=case["loss"], dtype=case["dtype"], seed=case["seed"])
+    native = fm.MLP(case["sizes"], backend=backend, **kwargs)
+    reference = fm.MLP(case["sizes"], backend="numpy", **kwargs)
+    rng = np.random.default_rng(case["seed"] + 1)
+    biases = [0.1 * rng.standard_normal(b.shape) for b in reference.biases]
+    for net in (native, reference):
+        net.set_parameters(reference.weights, biases)
+    return native, reference
+
+
+def assert_close(actual, expected, tolerance, what):
+    error = relative_error(actual, expected)
+    assert error <= tolerance, f"{what}: relative error {error:.3g} > {tolerance:.0e}"
+
+
+@pytest.mark.parametrize("backend", NATIVE_BACKENDS)
+@given(case=networks(), n=st.integers(1, 70))
+def test_forward_logits_agree_with_the_reference(backend, case, n):
+    note(repr(case))
+    native, reference = twins(case, backend)
+    X, _ = make_data(case, n)
+    tolerance = OP_TOLERANCE[np.dtype(case["dtype"]).type]
+    assert_close(native.decision_function(X), reference.decision_function(X), tolerance, "logits")
+    assert_close(native.forward(X), reference.forward(X), tolerance, "outputs")
+
+
+@pytest.mark.parametrize("backend", NATIVE_BACKENDS)
+@given(case=networks(), n=st.integers(1, 70))
+def test_loss_and_grad_agree_with_the_reference(backend, case, n):
+    note(repr(case))
+    native, reference = twins(case, backend)
+    X, y = make_data(case, n)
+    tolerance = OP_TOLERANCE[np.dtype(case["dtype"]).type]
+    value, dW, db = native.loss_and_grad(X, y)
+    want_value, want_dW, want_db = reference.loss_and_grad(X, y)
+    assert np.isfinite(value)
+    assert abs(value - want_value) <= tolerance * max(abs(want_value), np.finfo(np.float64).tiny), (value, want_value)
+    for l, (got, want) in enumerate(zip(dW, want_dW)):
+        assert got.dtype == want.dtype
+        assert_close(got, want, tolerance, f"dW[{l}]")
+    for l, (got, want) in enumerate(zip(db, want_db)):
+        assert_close(got, want, tolerance, f"db[{l}]")
+
+
+def _stable_lr(case):
+    """A learning rate well inside the stable range: the curvature of a layer grows with its
+    fan-in and with the square of the data's magnitude."""
+    return 0.05 / (max(1.0, case["scale"]) ** 2 * sum(case["sizes"][:-1]))
+
+
+@st.composite
+def training_runs(draw):
+    # Magnitudes the optimiser can take with a fixed small learning rate (no divergence).
+    case = draw(networks(dtypes=("float64",), magnitudes=st.sampled_from([1e-6, 1e-3, 1.0, 10.0])))
+    n = draw(st.integers(1, 40))
+    fit = dict(epochs=draw(st.integers(1, 3)), batch_size=draw(st.integers(1, n)), shuffle=draw(st.booleans()),
+               lr=_stable_lr(case), momentum=draw(st.sampled_from([0.0, 0.5, 0.9])),
+               weight_decay=draw(st.sampled_from([0.0, 1e-3])))
+    fit["nesterov"] = fit["momentum"] > 0 and draw(st.booleans())
+    fit["drop_last"] = draw(st.booleans())
+    return case, n, fit
+
+
+@pytest.mark.parametrize("backend", NATIVE_BACKENDS)
+@given(run=training_runs())
+def test_a_few_training_steps_agree_with_the_reference(backend, run):
+    case, n, fit = run
+    note(repr(run))
+    native, reference = twins(case, backend)
+    X, y = make_data(case, n)
+    if case["loss"] == "mse":
+        y = y / case["scale"]  # targets of order one: the learning rate is scaled for X only
+    got, want = native.fit(X, y, seed=case["seed"], **fit), reference.fit(X, y, seed=case["seed"], **fit)
+    assert got.steps == want.steps == fit["epochs"] * (n // fit["batch_size"] if fit["drop_last"]
+                                                       else -(-n // fit["batch_size"]))
+    np.testing.assert_array_equal(got.lr, want.lr)
+    assert np.all(np.isfinite(got.step_loss))
+    assert_close(got.step_loss, want.step_loss, TRAINING_TOLERANCE, "step losses")
+    for l, (a, b) in enumerate(zip(native.weights, reference.weights)):
+        assert_close(a, b, TRAINING_TOLERANCE, f"W[{l}]")
+    for l, (a, b) in enumerate(zip(native.biases, reference.biases)):
+        assert_close(a, b, TRAINING_TOLERANCE, f"b[{l}]")
