@@ -109,16 +109,17 @@ def test_loss_and_grad_from_many_threads_equals_serial(backend):
 
 @NATIVE
 def test_predict_during_fit_sees_whole_parameter_states():
-    """cpu backend: an epoch holds the model's lock exclusively and inference holds it shared,
-    so every concurrent predict sees the parameters between two epochs, never a torn mixture."""
+    """cpu backend: training holds the model's lock exclusively (for whole steps: a long epoch
+    lets go of it between chunks of steps) and inference holds it shared, so every concurrent
+    predict sees the parameters after some completed step, never a torn mixture."""
     net = new_model("cpu", 6)
     states = [parameters(net)]
     done = threading.Event()
 
     def trainer():
         try:
-            for epoch in range(12):  # one epoch per fit: every state in between is recorded
-                net.fit(X, Y, epochs=1, batch_size=8, lr=0.05, seed=epoch)
+            for epoch in range(12):  # one step per fit: every state in between is recorded
+                net.fit(X, Y, epochs=1, batch_size=len(X), lr=0.5, seed=epoch)
                 states.append(parameters(net))
                 time.sleep(0.005)  # let the readers see this state too
         finally:
@@ -155,3 +156,36 @@ def test_two_threads_fitting_one_model_do_not_crash():
     run_in_threads([lambda: train(net, 1), lambda: train(net, 2), lambda: net.predict(X)])
     assert all(np.isfinite(a).all() for a in parameters(net))
     assert np.isfinite(train(net, 3).step_loss).all()
+
+
+@NATIVE
+def test_predict_during_a_long_fit_sees_the_parameters_of_a_completed_step():
+    """A fit of many steps, read concurrently: every output is that of the parameters after
+    some whole step. The states after each step come from a twin trained one batch at a time
+    (no shuffle, no momentum: the same steps, bit for bit)."""
+    batch, epochs = 8, 3
+    net, twin = new_model("cpu", 8), new_model("cpu", 8)
+    probe_rows = X[:50]
+    allowed = {twin.decision_function(probe_rows).tobytes()}
+    for _ in range(epochs):
+        for start in range(0, len(X), batch):
+            twin.fit(X[start:start + batch], Y[start:start + batch], epochs=1, batch_size=batch, lr=0.05,
+                     shuffle=False)
+            allowed.add(twin.decision_function(probe_rows).tobytes())
+    done = threading.Event()
+
+    def trainer():
+        try:
+            net.fit(X, Y, epochs=epochs, batch_size=batch, lr=0.05, shuffle=False)
+        finally:
+            done.set()
+
+    def reader():
+        seen = []
+        while not done.is_set():
+            seen.append(net.decision_function(probe_rows).tobytes())
+        return seen
+
+    _, seen_a, seen_b = run_in_threads([trainer, reader, reader])
+    assert net.decision_function(probe_rows).tobytes() == twin.decision_function(probe_rows).tobytes()
+    assert set(seen_a + seen_b) <= allowed
