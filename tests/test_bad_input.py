@@ -39,22 +39,31 @@ KINDS = {
 }
 
 
-def make(kind, backend, dtype="float32", seed=7):
+def make(kind, backend, dtype="float32", seed=7, started=False):
+    """A model of the kind; started: with momentum buffers and a step counter already in use, so
+    that a bad call that touched the optimizer state would show."""
     spec = KINDS[kind]
-    return MLP(spec["layer_sizes"], activation=spec["activation"], loss=spec["loss"], backend=backend,
-               dtype=dtype, seed=seed)
+    net = MLP(spec["layer_sizes"], activation=spec["activation"], loss=spec["loss"], backend=backend,
+              dtype=dtype, seed=seed)
+    if started:
+        net.fit(X, Y[kind], epochs=1, batch_size=4, lr=0.05, momentum=0.9, seed=1)
+    return net
 
 
 def snapshot(net):
-    return net.weights, net.biases, net._rng.bit_generator.state
+    w_momentum, b_momentum, optimizer_started = net._backend.get_optimizer_state()
+    return (net.weights, net.biases, net._rng.bit_generator.state,
+            (w_momentum + b_momentum, optimizer_started, getattr(net, "_global_step", 0)))
 
 
 def assert_same_snapshot(a, b):
-    (wa, ba, ra), (wb, bb, rb) = a, b
+    (wa, ba, ra, oa), (wb, bb, rb, ob) = a, b
     assert len(wa) == len(wb) and len(ba) == len(bb)
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb)), "weights changed"
     assert all(np.array_equal(x, y) for x, y in zip(ba, bb)), "biases changed"
     assert ra == rb, "random generator state changed"
+    assert oa[1:] == ob[1:], "optimizer started flag or step counter changed"
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(oa[0], ob[0])), "momentum buffers changed"
 
 
 def valid_fit(net, kind):
@@ -368,7 +377,7 @@ def test_the_table_is_large():
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind, call, error, regex", CASES)
 def test_bad_input(backend, kind, call, error, regex):
-    net, twin = make(kind, backend), make(kind, backend)
+    net, twin = make(kind, backend, started=True), make(kind, backend, started=True)
     before = snapshot(net)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a clear error, not a warning and then an error
@@ -554,3 +563,47 @@ def test_set_parameters_accepts_layouts_and_copies(backend):
     exact[1][1][...] = 0
     assert_same_snapshot(snapshot(net), snapshot(twin))
     assert not np.array_equal(net.weights[0], exact[0][0])
+
+
+# --- impossible sizes and huge (valid) arguments -------------------------------------------
+
+IMPOSSIBLE_LAYER_SIZES = [
+    [2**40, 2**40],            # 2^80 weights: the count overflows 64 bits
+    [1, 2**62, 1],             # 2^63 weights of 8 bytes: more bytes than an address space
+    [2**31, 2**31, 2**31],     # each layer alone is 2^62 weights
+    [10**6, 10**6],            # 10^12 weights: 4 or 8 TB
+    [3, 2**63 - 1],            # the largest accepted size
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sizes", IMPOSSIBLE_LAYER_SIZES, ids=lambda s: "x".join(map(str, s)))
+def test_an_impossible_network_is_a_memory_error(backend, dtype, sizes):
+    with pytest.raises(MemoryError, match=r"^layer_sizes: "):
+        MLP(sizes, backend=backend, dtype=dtype, seed=0)
+
+
+@pytest.mark.skipif(not fm.native_available(), reason="fusedmlp._native is not built")
+@pytest.mark.parametrize("sizes", [[2**31, 2**31], [2**31, 2**30], [2**31 + 1, 1], [2**40, 2]],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_the_native_constructor_refuses_impossible_sizes_without_crashing(sizes):
+    """Straight to the binding, below MLP's checks: a clear Python error, never a crash."""
+    from fusedmlp import _native
+
+    for net_class in (_native.MlpFloat32, _native.MlpFloat64):
+        with pytest.raises((MemoryError, ValueError)):
+            net_class(sizes, "relu", "mse")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_huge_valid_arguments_work(backend):
+    """Sizes far beyond the data are valid and act as the largest sensible value."""
+    net, twin = make("ce", backend), make("ce", backend)
+    history = net.fit(X, Y["ce"], epochs=2, batch_size=2**62, lr=0.05, seed=2**200)
+    want = twin.fit(X, Y["ce"], epochs=2, batch_size=N, lr=0.05, seed=2**200)
+    np.testing.assert_array_equal(history.step_loss, want.step_loss)
+    assert_same_snapshot(snapshot(net), snapshot(twin))
+    # A warmup longer than any run: every rate is a tiny fraction of lr, all finite.
+    history = net.fit(X, Y["ce"], epochs=1, batch_size=3, lr=0.05, warmup_steps=2**62)
+    assert np.all(history.lr > 0) and np.all(history.lr < 1e-15) and np.isfinite(history.step_loss).all()
