@@ -21,10 +21,14 @@ TRAINING_TOLERANCE = 1e-8
 
 
 def _native_backends():
+    """"cpu" when the native module is built; "cuda" too when that backend exists and a GPU
+    answers (fusedmlp.cuda_backend.cuda_available())."""
     backends = ["cpu"] if fm.native_available() else []
-    cuda = getattr(fm, "cuda_backend", None)
-    available = getattr(cuda, "cuda_available", None) or getattr(fm, "cuda_available", None)
-    if "cuda" in getattr(fm, "BACKENDS", ()) and available is not None and available():
+    try:
+        from fusedmlp import cuda_backend
+    except ImportError:
+        return backends
+    if "cuda" in fm.BACKENDS and cuda_backend.cuda_available():
         backends.append("cuda")
     return backends
 
