@@ -77,9 +77,10 @@ class NumpyBackend:
         self._first_step = not started
 
     def train_epoch(self, X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay):
-        step_loss, diverged = reference.train_epoch(
-            self._weights, self._biases, self._w_momentum, self._b_momentum, self._activation, self._loss,
-            X, y, order, lrs, batch_size, drop_last, momentum, nesterov, weight_decay, self._first_step)
+        with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported, not warned about
+            step_loss, diverged = reference.train_epoch(
+                self._weights, self._biases, self._w_momentum, self._b_momentum, self._activation, self._loss,
+                X, y, order, lrs, batch_size, drop_last, momentum, nesterov, weight_decay, self._first_step)
         applied = len(step_loss) - int(diverged)
         self._first_step = self._first_step and applied == 0
         return step_loss, diverged
