@@ -254,6 +254,163 @@ case("predict_proba on an mse model", "mse", lambda net, backend: net.predict_pr
 case("predict_proba on an mse model with bad X", "mse1", lambda net, backend: net.predict_proba(X[0]), ValueError,
      r"predict_proba|^X:")
 
+# partial_fit takes fit's common arguments: every bad one is refused the same way, and its
+# continued optimizer state and step counter stay as they were.
+PARTIAL_FIT_ARGS = [row for row in FIT_ARGS if row[0] != "epochs" or row[1] != -1] + [("epochs", -1, ValueError,
+                                                                                       r"^epochs: expected an integer >= 0; got -1")]
+for arg, value, error, regex in PARTIAL_FIT_ARGS:
+    case(f"partial_fit {arg}={value!r}", "ce",
+         lambda net, backend, arg=arg, value=value: net.partial_fit(X, Y["ce"], **{arg: value}), error, regex)
+for x_name, x_value, x_error, x_regex in BAD_X:
+    case(f"X {x_name} -> partial_fit (ce)", "ce", lambda net, backend, x=x_value: net.partial_fit(x, Y["ce"]),
+         x_error, x_regex)
+for y_kind, y_name, y_value, y_error, y_regex in BAD_Y:
+    case(f"y {y_kind} {y_name} -> partial_fit", y_kind, lambda net, backend, y=y_value: net.partial_fit(X, y),
+         y_error, y_regex)
+
+
+def _bad_schedule():
+    from fusedmlp import schedules
+    return schedules.warmup(0.1, 3)
+
+
+# fit's and partial_fit's extras: validation, early stopping, callbacks, progress, divergence
+# policy, and lr as a schedule.
+FIT_EXTRA_ARGS = [
+    ("validation_data", X, TypeError, r"^validation_data: expected a pair \(X, y\); got an array"),
+    ("validation_data", (X, Y["ce"], Y["ce"]), ValueError, r"^validation_data: expected a pair \(X, y\); got a sequence of 3"),
+    ("validation_data", (X[:, :3], Y["ce"]), ValueError, r"^validation_data\[0\]: expected 4 features \(columns\); got shape \(10, 3\)"),
+    ("validation_data", (_with(X, (1, 1), np.nan), Y["ce"]), ValueError,
+     r"^validation_data\[0\]: expected finite values .*; got nan at index \(1, 1\)"),
+    ("validation_data", (X, Y["ce"] + 3), ValueError, r"^validation_data\[1\]: expected class indices in \[0, 3\); got values from 3 to 5"),
+    ("validation_data", (X, Y["ce"][:-1]), ValueError, r"^validation_data\[1\]: expected 10 targets, one per sample of validation_data\[0\]; got shape \(9,\)"),
+    ("callbacks", 3, TypeError, r"^callbacks: expected a callable or a sequence of callables; got 3 \(int\)"),
+    ("callbacks", [print, "print"], TypeError, r"^callbacks\[1\]: expected a callable .*; got 'print' \(str\)"),
+    ("progress", "yes", TypeError, r"^progress: expected True or False; got 'yes' \(str\)"),
+    ("on_divergence", "ignore", ValueError, r"^on_divergence: expected one of raise, stop; got 'ignore'"),
+    ("on_divergence", None, TypeError, r"^on_divergence: expected one of raise, stop; got None"),
+    ("lr", object(), TypeError, r"^lr: expected a finite number >= 0.0; got <object .*; or a schedule from fusedmlp.schedules"),
+    ("lr", [0.1, 0.2], TypeError, r"^lr: expected a finite number >= 0.0; got \[0.1, 0.2\] \(list\); or a schedule"),
+    ("lr", lambda t: 0.1, TypeError, r"^lr: expected a finite number >= 0.0; got <function .*; or a schedule"),
+]
+FIT_ONLY_ARGS = [
+    ("validation_fraction", 1.0, ValueError, r"^validation_fraction: expected a finite number in \[0.0, 1.0\); got 1.0"),
+    ("validation_fraction", -0.1, ValueError, r"^validation_fraction: expected a finite number in \[0.0, 1.0\); got -0.1"),
+    ("validation_fraction", float("nan"), ValueError, r"^validation_fraction: expected a finite number .*; got nan"),
+    ("validation_fraction", "0.1", TypeError, r"^validation_fraction: expected a finite number .*; got '0.1' \(str\)"),
+    ("validation_fraction", 0.95, ValueError, r"^validation_fraction: holding out 10 of the 10 samples of X leaves none"),
+    ("early_stopping", 1, TypeError, r"^early_stopping: expected True or False; got 1 \(int\)"),
+    ("patience", 0, ValueError, r"^patience: expected an integer >= 1; got 0"),
+    ("patience", 1.5, TypeError, r"^patience: expected an integer >= 1; got 1.5 \(float\)"),
+    ("min_delta", -1, ValueError, r"^min_delta: expected a finite number >= 0.0; got -1.0"),
+    ("min_delta", float("inf"), ValueError, r"^min_delta: expected a finite number >= 0.0; got inf"),
+    ("restore_best_weights", None, TypeError, r"^restore_best_weights: expected True or False; got None"),
+]
+def _short(value):
+    """A readable test id for a value: arrays by their shape, containers item by item."""
+    if isinstance(value, np.ndarray):
+        return f"array{value.shape}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_short(v) for v in value) + ")"
+    return repr(value)[:40]
+
+
+for arg, value, error, regex in FIT_EXTRA_ARGS + FIT_ONLY_ARGS:
+    case(f"fit {arg}={_short(value)}", "ce",
+         lambda net, backend, arg=arg, value=value: net.fit(X, Y["ce"], epochs=1, **{arg: value}), error, regex)
+for arg, value, error, regex in FIT_EXTRA_ARGS:
+    case(f"partial_fit {arg}={_short(value)}", "ce",
+         lambda net, backend, arg=arg, value=value: net.partial_fit(X, Y["ce"], **{arg: value}), error, regex)
+case("fit validation_data and validation_fraction", "ce",
+     lambda net, backend: net.fit(X, Y["ce"], validation_data=(X, Y["ce"]), validation_fraction=0.2), ValueError,
+     r"^validation_fraction: give validation_data or validation_fraction, not both")
+case("partial_fit validation_fraction (fit only)", "ce",
+     lambda net, backend: net.partial_fit(X, Y["ce"], validation_fraction=0.2), TypeError,
+     r"^MLP\.partial_fit\(\) got an unexpected keyword argument 'validation_fraction'")
+
+
+# Schedules: constructors and rates(); a bad schedule never reaches a model.
+def _schedule_call(make_schedule):
+    def call(net, backend):
+        from fusedmlp import schedules
+        return make_schedule(schedules)
+    return call
+
+
+SCHEDULE_ARGS = [
+    ("constant(-1)", lambda S: S.constant(-1), ValueError, r"^lr: expected a finite number >= 0.0; got -1.0"),
+    ("constant(nan)", lambda S: S.constant(float("nan")), ValueError, r"^lr: expected a finite number >= 0.0; got nan"),
+    ("constant('0.1')", lambda S: S.constant("0.1"), TypeError, r"^lr: expected a finite number >= 0.0; got '0.1'"),
+    ("step_decay step_size 0", lambda S: S.step_decay(0.1, 0), ValueError, r"^step_size: expected an integer >= 1; got 0"),
+    ("step_decay step_size 2.0", lambda S: S.step_decay(0.1, 2.0), TypeError, r"^step_size: expected an integer >= 1; got 2.0"),
+    ("step_decay gamma -1", lambda S: S.step_decay(0.1, 10, gamma=-1), ValueError,
+     r"^gamma: expected a finite number >= 0.0; got -1.0"),
+    ("exponential_decay gamma 0", lambda S: S.exponential_decay(0.1, 0), ValueError, r"^gamma: expected a finite number > 0; got 0.0"),
+    ("exponential_decay gamma inf", lambda S: S.exponential_decay(0.1, float("inf")), ValueError, r"^gamma: expected a finite number .*; got inf"),
+    ("cosine_decay total 0", lambda S: S.cosine_decay(0.1, 0), ValueError, r"^total_steps: expected an integer >= 1; got 0"),
+    ("cosine_decay total 10.0", lambda S: S.cosine_decay(0.1, 10.0), TypeError, r"^total_steps: expected an integer >= 1; got 10.0"),
+    ("cosine_decay min_lr > lr", lambda S: S.cosine_decay(0.1, 10, min_lr=1.0), ValueError,
+     r"^min_lr: expected at most lr=0.1 \(a decay\); got 1.0"),
+    ("linear_decay end_lr -1", lambda S: S.linear_decay(0.1, 10, end_lr=-1), ValueError,
+     r"^end_lr: expected a finite number >= 0.0; got -1.0"),
+    ("warmup steps -1", lambda S: S.warmup(0.1, -1), ValueError, r"^steps: expected an integer >= 0; got -1"),
+    ("warmup of a str", lambda S: S.warmup("a", 3), TypeError, r"^schedule: expected a finite number >= 0.0; got 'a'"),
+    ("rates first_step -1", lambda S: S.constant(0.1).rates(-1, 3), ValueError, r"^first_step: expected an integer >= 0; got -1"),
+    ("rates count -1", lambda S: S.constant(0.1).rates(0, -1), ValueError, r"^count: expected an integer >= 0; got -1"),
+    ("rates first_step 2**70", lambda S: S.cosine_decay(0.1, 10).rates(2**70, 3), ValueError,
+     r"^first_step: expected an integer >= 0 and <= \d+; got 1180591620717411303424"),
+]
+for description, make_schedule, error, regex in SCHEDULE_ARGS:
+    case(f"schedules.{description}", "ce", _schedule_call(make_schedule), error, regex)
+
+
+# Files: bad arguments of save and load.
+def _save(**kwargs):
+    def call(net, backend):
+        from fusedmlp import io
+        arguments = dict(kwargs)
+        return io.save(net, arguments.pop("path", "never-written.npz"), **arguments)
+    return call
+
+
+case("save include_optimizer='yes'", "ce", _save(include_optimizer="yes"), TypeError,
+     r"^include_optimizer: expected True or False; got 'yes' \(str\)")
+case("save include_optimizer=1", "ce", _save(include_optimizer=1), TypeError,
+     r"^include_optimizer: expected True or False; got 1 \(int\)")
+case("save path None", "ce", _save(path=None), TypeError, r"^path: expected a str, bytes or os.PathLike file name; got None")
+case("save path 3.5", "ce", _save(path=3.5), TypeError, r"^path: expected a str, bytes or os.PathLike file name; got 3.5")
+case("load path None", "ce", lambda net, backend: fm.load(None), TypeError,
+     r"^path: expected a str, bytes or os.PathLike file name; got None")
+case("load path [1]", "ce", lambda net, backend: fm.load([1]), TypeError,
+     r"^path: expected a str, bytes or os.PathLike file name; got \[1\] \(list\)")
+case("load backend 'gpu'", "ce", lambda net, backend: fm.load("unused.npz", backend="gpu"), ValueError,
+     r"^backend: expected one of .*; got 'gpu'")
+
+
+# Bundled data: the split's arguments.
+def _split(**kwargs):
+    def call(net, backend):
+        from fusedmlp.datasets import train_test_split
+        arguments = dict(X=X, y=Y["ce"])
+        arguments.update(kwargs)
+        return train_test_split(arguments.pop("X"), arguments.pop("y"), **arguments)
+    return call
+
+
+SPLIT_ARGS = [
+    ("test_fraction 0", dict(test_fraction=0), ValueError, r"^test_fraction: expected a number in \(0, 1\); got 0"),
+    ("test_fraction 1", dict(test_fraction=1.0), ValueError, r"^test_fraction: expected a number in \(0, 1\); got 1.0"),
+    ("test_fraction nan", dict(test_fraction=float("nan")), ValueError, r"^test_fraction: expected a number in \(0, 1\); got nan"),
+    ("test_fraction '0.2'", dict(test_fraction="0.2"), TypeError, r"^test_fraction: expected a number in \(0, 1\); got '0.2'"),
+    ("test_fraction too small", dict(test_fraction=0.01), ValueError, r"^test_fraction: 0.01 of 10 samples leaves an empty"),
+    ("seed -1", dict(seed=-1), ValueError, r"^seed: expected an integer >= 0; got -1"),
+    ("y 2-D", dict(y=Y["mse"]), ValueError, r"^y: expected a 1-D array of class labels .*; got X of shape \(10, 4\) and y of shape \(10, 2\)"),
+    ("X and y lengths", dict(y=Y["ce"][:-1]), ValueError, r"^X, y: expected the same number of samples; got 10 and 9"),
+]
+for description, kwargs, error, regex in SPLIT_ARGS:
+    case(f"train_test_split {description}", "ce", _split(**kwargs), error, regex)
+
+
 # Bad constructor arguments; the table's model is only there to check nothing touched it.
 VALID = dict(layer_sizes=[D, 3, 2], activation="relu", loss="cross_entropy", dtype="float32", init="auto", seed=0)
 
@@ -398,7 +555,9 @@ def test_messages_name_what_was_expected_and_given():
     for param in CASES:
         regex = param.values[3]
         assert regex.startswith(("^", "predict_proba")), param.id
-        if "nesterov" not in param.id and "predict_proba" not in param.id:
+        fixed_messages = ("nesterov", "predict_proba", "validation_data and validation_fraction", "too small",
+                          "validation_fraction=0.95")
+        if not any(word in param.id for word in fixed_messages):
             assert "expected" in regex and ("got" in regex or "rectangular" in regex), param.id
 
 
