@@ -766,3 +766,134 @@ def test_huge_valid_arguments_work(backend):
     # A warmup longer than any run: every rate is a tiny fraction of lr, all finite.
     history = net.fit(X, Y["ce"], epochs=1, batch_size=3, lr=0.05, warmup_steps=2**62)
     assert np.all(history.lr > 0) and np.all(history.lr < 1e-15) and np.isfinite(history.step_loss).all()
+
+
+# --- scikit-learn estimators ---------------------------------------------------------------
+# scikit-learn's conventions: parameters are checked in fit, X and y by scikit-learn's own
+# validation (its messages), and a failed call leaves a fitted estimator as it was.
+
+sklearn = pytest.importorskip("fusedmlp.sklearn", reason="scikit-learn is not installed")
+
+_XS = np.random.default_rng(3).normal(size=(30, D))
+_YS = {"classifier": np.arange(30) % 3, "regressor": _XS[:, 0] - _XS[:, 1]}
+
+ESTIMATOR_PARAMS = [
+    ("hidden_layer_sizes", (-1,), ValueError, r"^hidden_layer_sizes\[0\]: expected an integer >= 1; got -1"),
+    ("hidden_layer_sizes", (5, 0), ValueError, r"^hidden_layer_sizes\[1\]: expected an integer >= 1; got 0"),
+    ("hidden_layer_sizes", "10", TypeError, r"^hidden_layer_sizes: expected an integer or a sequence of integers"),
+    ("activation", "swish", ValueError, r"^activation: expected one of .*; got 'swish'"),
+    ("solver", "adam", ValueError, r"^solver: .*expected 'sgd'; got 'adam'"),
+    ("alpha", -1.0, ValueError, r"^alpha: expected a finite number >= 0.0; got -1.0"),
+    ("batch_size", 0, ValueError, r"^batch_size: expected an integer >= 1; got 0"),
+    ("batch_size", "big", TypeError, r"^batch_size: expected an integer >= 1; got 'big'"),
+    ("learning_rate", "fast", ValueError, r"^learning_rate: expected one of constant, invscaling, adaptive; got 'fast'"),
+    ("learning_rate_init", 0.0, ValueError, r"^learning_rate_init: expected a .*number .*; got 0.0"),
+    ("learning_rate_init", float("nan"), ValueError, r"^learning_rate_init: expected a .*number .*; got nan"),
+    ("max_iter", 0, ValueError, r"^max_iter: expected an integer >= 1; got 0"),
+    ("momentum", 1.5, ValueError, r"^momentum: expected a finite number in \[0.0, 1.0\); got 1.5"),
+    ("validation_fraction", 1.0, ValueError, r"^validation_fraction: expected a finite number in \[0.0, 1.0\); got 1.0"),
+    ("n_iter_no_change", 0, ValueError, r"^n_iter_no_change: expected an integer >= 1; got 0"),
+    ("backend", "tpu", ValueError, r"^backend: expected one of .*; got 'tpu'"),
+    ("dtype", "int32", ValueError, r"^dtype: expected one of float32, float64; got int32"),
+    ("warmup_steps", -1, ValueError, r"^warmup_steps: expected an integer >= 0; got -1"),
+]
+ESTIMATOR_DATA = [
+    ("X NaN", lambda X, y: (_with(X, (2, 1), np.nan), y), ValueError, r"Input X contains NaN"),
+    ("X inf", lambda X, y: (_with(X, (0, 0), np.inf), y), ValueError, r"Input X contains infinity"),
+    ("X 1-D", lambda X, y: (X[:, 0], y), ValueError, r"Expected 2D array, got 1D array"),
+    ("X empty", lambda X, y: (X[:0], y[:0]), ValueError, r"Found array with 0 sample\(s\)"),
+    ("y too short", lambda X, y: (X, y[:-1]), ValueError, r"inconsistent numbers of samples: \[(30, 29|29, 30)\]"),
+    ("X complex", lambda X, y: (X + 1j, y), ValueError, r"[Cc]omplex data not supported"),
+]
+
+
+def _fitted(kind, backend):
+    estimator_class = sklearn.MLPClassifier if kind == "classifier" else sklearn.MLPRegressor
+    estimator = estimator_class(hidden_layer_sizes=(6,), max_iter=3, backend=backend, random_state=0,
+                                learning_rate_init=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter reached: a ConvergenceWarning, as scikit-learn's
+        return estimator.fit(_XS, _YS[kind])
+
+
+def _estimator_state(estimator):
+    return [a.copy() for a in estimator.coefs_ + estimator.intercepts_], estimator.predict(_XS)
+
+
+ESTIMATOR_CASES = []
+for kind in ("classifier", "regressor"):
+    for name, value, error, regex in ESTIMATOR_PARAMS:
+        ESTIMATOR_CASES.append(pytest.param(kind, "params", (name, value), error, regex, id=f"{kind} {name}={value!r}"))
+    for method in ("fit", "partial_fit", "predict", "score"):
+        for description, change, error, regex in ESTIMATOR_DATA:
+            if method == "predict" and description == "y too short":
+                continue
+            ESTIMATOR_CASES.append(pytest.param(kind, method, change, error, regex,
+                                                id=f"{kind} {method} {description}"))
+    ESTIMATOR_CASES.append(pytest.param(kind, "predict", lambda X, y: (X[:, :3], y), ValueError,
+                                        r"X has 3 features, but \w+ is expecting 4 features", id=f"{kind} predict 3 features"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind, method, change, error, regex", ESTIMATOR_CASES)
+def test_estimator_bad_input(backend, kind, method, change, error, regex):
+    estimator = _fitted(kind, backend)
+    before = _estimator_state(estimator)
+    with pytest.raises((ValueError, TypeError)) as info:
+        if method == "params":
+            name, value = change
+            estimator.set_params(**{name: value})
+            estimator.fit(_XS, _YS[kind])
+        else:
+            X, y = change(_XS, _YS[kind])
+            if method == "predict":
+                estimator.predict(X)
+            elif method == "partial_fit":
+                estimator.partial_fit(X, y)
+            else:
+                getattr(estimator, method)(X, y)
+    assert type(info.value) is error or isinstance(info.value, error), f"{type(info.value).__name__}: {info.value}"
+    assert re.search(regex, str(info.value)), str(info.value)
+    if method != "params":  # a bad fit may have started afresh; bad data must change nothing
+        after = _estimator_state(estimator)
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(after[0], before[0]))
+        assert np.array_equal(after[1], before[1])
+
+
+def test_estimator_partial_fit_needs_classes_first():
+    estimator = sklearn.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2)
+    with pytest.raises(ValueError, match=r"classes must be passed on the first call to partial_fit"):
+        estimator.partial_fit(_XS, _YS["classifier"])
+    with pytest.raises(ValueError, match=r"^y: has classes not in classes_"):
+        _fitted("classifier", "numpy").partial_fit(_XS, _YS["classifier"] + 1)
+
+
+# --- PyTorch interop -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module, error, regex", [
+    (3, TypeError, r"^module: expected a torch.nn.Sequential \(or nn.Linear\); got int"),
+    (None, TypeError, r"^module: expected a torch.nn.Sequential"),
+    ("Sequential", TypeError, r"^module: expected a torch.nn.Sequential"),
+])
+def test_from_torch_bad_input(module, error, regex):
+    pytest.importorskip("torch", reason="PyTorch is not installed")
+    with pytest.raises(error, match=regex):
+        fm.from_torch(module)
+
+
+def test_from_torch_refuses_modules_it_cannot_represent():
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    nn = torch.nn
+    for module in (nn.Sequential(), nn.Sequential(nn.Linear(4, 5), nn.ReLU()),
+                   nn.Sequential(nn.Linear(4, 5), nn.Softplus(), nn.Linear(5, 3)),
+                   nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(6, 3)),
+                   nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3, bias=False))):
+        with pytest.raises((ValueError, TypeError)) as info:
+            fm.from_torch(module)
+        assert str(info.value).startswith(("module", "layer", "activation")), str(info.value)
+    broken = nn.Sequential(nn.Linear(4, 3))
+    with torch.no_grad():
+        broken[0].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"finite"):
+        fm.from_torch(broken)
