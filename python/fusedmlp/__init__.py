@@ -1,7 +1,8 @@
 """fusedmlp: multilayer perceptrons trained by fused native kernels, checked against NumPy."""
 
-from . import reference, schedules
+from . import datasets, reference, schedules
 from .backends import BACKENDS, native_available
+from .datasets import DATASETS, load_dataset
 from .errors import DivergenceError
 from .history import EpochInfo, History
 from .io import load
@@ -11,5 +12,5 @@ from .torch_interop import from_torch, to_torch
 
 __version__ = "0.1.0"
 
-__all__ = ["MLP", "History", "EpochInfo", "DivergenceError", "load", "reference", "schedules", "ACTIVATIONS",
+__all__ = ["MLP", "History", "EpochInfo", "DivergenceError", "load", "reference", "schedules", "datasets", "DATASETS", "load_dataset", "ACTIVATIONS",
            "LOSSES", "BACKENDS", "native_available", "to_torch", "from_torch", "__version__"]
