@@ -897,3 +897,162 @@ def test_from_torch_refuses_modules_it_cannot_represent():
         broken[0].weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"finite"):
         fm.from_torch(broken)
+
+
+# --- the command line ----------------------------------------------------------------------
+# Every bad argument or file: the documented exit status (2: bad arguments or values, 1: a file
+# that cannot be read or written), one error line on stderr that names what was wrong, no
+# traceback, and no file written or changed.
+
+from fusedmlp.__main__ import build_parser, main  # noqa: E402
+
+_CSV_ROWS = 40
+
+
+def _csv_lines():
+    rng = np.random.default_rng(8)
+    features = rng.normal(size=(_CSV_ROWS, 3))
+    labels = (features[:, 0] > 0).astype(int)
+    return ["a,b,c,y"] + [",".join(f"{v:.5f}" for v in row) + f",{label}" for row, label in zip(features, labels)]
+
+
+def _with_cell(lines, row, column, text):
+    lines = list(lines)
+    cells = lines[row].split(",")
+    cells[column] = text
+    lines[row] = ",".join(cells)
+    return lines
+
+
+def _cli_files(folder):
+    lines = _csv_lines()
+    files = {
+        "good.csv": lines,
+        "nan.csv": _with_cell(lines, 5, 1, "nan"),
+        "inf.csv": _with_cell(lines, 7, 0, "-inf"),
+        "text.csv": _with_cell(lines, 3, 2, "x"),
+        "ragged.csv": lines[:4] + [lines[4].rsplit(",", 1)[0]] + lines[5:],
+        "header.csv": lines[:1],
+    }
+    for name, content in files.items():
+        (folder / name).write_text("\n".join(content) + "\n")
+    (folder / "empty.csv").write_bytes(b"")
+    (folder / "garbage.npz").write_bytes(b"PK\x03\x04" + bytes(range(200)))
+    MLP([3, 4, 2], backend="numpy", seed=0).save(folder / "model.npz")
+    data = (folder / "model.npz").read_bytes()
+    (folder / "truncated.npz").write_bytes(data[:len(data) // 2])
+    MLP([5, 4, 2], backend="numpy", seed=0).save(folder / "model5.npz")
+
+
+def _commands():
+    return set(build_parser()._subparsers._group_actions[0].choices)
+
+
+TRAIN = ["train", "good.csv", "--epochs", "1", "-o", "out.npz"]
+CLI_CASES = [
+    ([], 2, r"^fusedmlp: error: the following arguments are required: command"),
+    (["nosuchcmd"], 2, r"^fusedmlp: error: argument command: invalid choice: 'nosuchcmd'"),
+    (["train"], 2, r"^fusedmlp train: error: the following arguments are required: DATA"),
+    (["train", "nosuch"], 2, r"^fusedmlp: error: unknown data set 'nosuch': expected one of"),
+    (["train", "missing.csv"], 1, r"^fusedmlp: error: missing.csv: No such file or directory"),
+    (["train", "empty.csv"], 2, r"^fusedmlp: error: empty.csv: the file is empty"),
+    (["train", "header.csv"], 2, r"^fusedmlp: error: header.csv: the file has a header line but no data"),
+    (["train", "ragged.csv"], 2, r"^fusedmlp: error: ragged.csv: line 5 has 3 columns; expected 4"),
+    (["train", "text.csv"], 2, r"^fusedmlp: error: text.csv: line 4: 'x' is not a number"),
+    (["train", "nan.csv", "--validation-fraction", "0"], 2, r"^fusedmlp: error: X: expected finite values .*; got nan"),
+    (["train", "inf.csv"], 2, r"^fusedmlp: error: (X|validation_data\[0\]): expected finite values .*; got -inf"),
+    (["train", "garbage.npz"], 2, r"^fusedmlp: error: garbage.npz: not a readable .npz file"),
+    (["train", "good.csv", "--target", "zz"], 2, r"^fusedmlp: error: target: good.csv has no column named 'zz'"),
+    (["train", "good.csv", "--target", "7"], 2, r"^fusedmlp: error: target: column index 7 is out of range"),
+    (["train", "digits", "--target", "y"], 2, r"^fusedmlp: error: --target: applies to .csv files"),
+    (TRAIN[:-1] + ["nofolder/out.npz"], 1, r"^fusedmlp: error: nofolder/out.npz: No such file or directory"),
+    (TRAIN + ["--lr", "1e300"], 1, r"^fusedmlp: error: training diverged at epoch 0, step 0"),
+]
+for option, values, message in [
+    ("--epochs", ["0", "-1", "x", "1.5", ""], r"expected an integer >= 1"),
+    ("--batch-size", ["0", "2.5", "big"], r"expected an integer >= 1"),
+    ("--lr", ["0", "-1", "nan", "inf", "abc"], r"expected a finite number > 0"),
+    ("--momentum", ["1", "-0.1", "nan", "x"], r"expected a number in \[0, 1\)"),
+    ("--warmup", ["-1", "1.5"], r"expected an integer >= 0"),
+    ("--validation-fraction", ["1", "1.5", "-0.5", "nan"], r"expected a number in \[0, 1\)"),
+    ("--hidden", ["0", "64,,3", "a", "64,-1"], r"expected hidden layer widths as comma-separated integers >= 1"),
+    ("--activation", ["swish", "RELU"], r"unknown activation"),
+    ("--loss", ["hinge"], r"unknown loss 'hinge'"),
+    ("--backend", ["tpu"], r"invalid choice: 'tpu'"),
+    ("--dtype", ["float16", "int32"], r"invalid choice"),
+    ("--seed", ["-1", "1.5"], r"expected an integer >= 0"),
+]:
+    for value in values:
+        CLI_CASES.append((TRAIN + [option, value], 2, rf"^fusedmlp train: error: argument {option}: {message}"))
+
+CLI_CASES += [
+    (["predict", "model.npz"], 2, r"^fusedmlp predict: error: the following arguments are required: DATA"),
+    (["predict", "missing.npz", "good.csv"], 1, r"^fusedmlp: error: missing.npz: No such file or directory"),
+    (["predict", "garbage.npz", "good.csv"], 2, r"^fusedmlp: error: path: 'garbage.npz' is not a readable fusedmlp model"),
+    (["predict", "truncated.npz", "good.csv"], 2, r"^fusedmlp: error: path: 'truncated.npz' is not a readable fusedmlp"),
+    (["predict", "good.csv", "good.csv"], 2, r"^fusedmlp: error: path: 'good.csv' is not a readable fusedmlp model"),
+    (["predict", "model.npz", "nan.csv"], 2, r"^fusedmlp: error: X: expected finite values .*; got nan"),
+    (["predict", "model5.npz", "good.csv"], 2, r"^fusedmlp: error: .*(features|columns)"),
+    (["predict", "model.npz", "digits"], 2, r"^fusedmlp: error: digits: has 64 feature columns; the model takes 3"),
+    (["predict", "model.npz", "good.csv", "-o", "p.txt"], 2,
+     r"^fusedmlp: error: --output: expected a file name ending in .csv or .npy; got 'p.txt'"),
+    (["predict", "model.npz", "good.csv", "--backend", "tpu"], 2, r"^fusedmlp predict: error: argument --backend: invalid choice"),
+    (["predict", "model.npz", "empty.csv"], 2, r"^fusedmlp: error: empty.csv: the file is empty"),
+]
+for option, value, message in [
+    ("--batch-sizes", "0", r"expected comma-separated integers >= 1"),
+    ("--batch-sizes", "", r"expected comma-separated integers >= 1"),
+    ("--batch-sizes", "8,x", r"expected comma-separated integers >= 1"),
+    ("--lrs", "-1", r"expected comma-separated numbers > 0"),
+    ("--lrs", "nan", r"expected comma-separated numbers > 0"),
+    ("--activations", "swish", r"expected comma-separated activations"),
+    ("--warmup", "maybe", r"invalid choice: 'maybe'"),
+    ("--warmup-fraction", "0", r"expected a number in \(0, 1\)"),
+    ("--warmup-fraction", "1", r"expected a number in \(0, 1\)"),
+    ("--seeds", "0", r"expected an integer >= 1"),
+    ("--epochs", "0", r"expected an integer >= 1"),
+    ("--hidden", "0", r"expected hidden layer widths"),
+    ("--momentum", "1", r"expected a number in \[0, 1\)"),
+    ("--validation-fraction", "0", r"expected a number in \(0, 1\)"),
+    ("--backend", "tpu", r"invalid choice: 'tpu'"),
+    ("--dtype", "float16", r"invalid choice: 'float16'"),
+    ("--workers", "0", r"expected an integer >= 1"),
+]:
+    CLI_CASES.append((["sweep", option, value], 2, rf"^fusedmlp sweep: error: argument {option}: {message}"))
+CLI_CASES += [
+    (["sweep", "--scheduler", "notanaddress"], 2, r"^fusedmlp: error: scheduler: expected an address such as"),
+    (["sweep", "nosuch"], 2, r"^fusedmlp: error: unknown data set 'nosuch'"),
+    (["sweep", "missing.csv"], 1, r"^fusedmlp: error: missing.csv: No such file or directory"),
+]
+for option, value, message in [("--epochs", "0", r"expected an integer >= 1"), ("--batch-size", "-2", r"expected an integer >= 1"),
+                               ("--lr", "-1", r"expected a finite number > 0"), ("--lr", "nan", r"expected a finite number > 0"),
+                               ("--hidden", "0", r"expected an integer >= 1"), ("--seed", "-1", r"expected an integer >= 0"),
+                               ("--dtype", "float16", r"invalid choice: 'float16'")]:
+    CLI_CASES.append((["demo", option, value], 2, rf"^fusedmlp demo: error: argument {option}: {message}"))
+CLI_CASES.append((["bench", "--no-such-option"], 2, r"^fusedmlp( bench)?: error: (unrecognized arguments|argument command)"))
+
+
+@pytest.mark.parametrize("argv, status, regex", [pytest.param(a, s, r, id=" ".join(a) or "(nothing)")
+                                                 for a, s, r in CLI_CASES])
+def test_cli_bad_input(tmp_path, monkeypatch, capsys, argv, status, regex):
+    if argv[:1] == ["bench"] and "bench" not in _commands():
+        pytest.skip("this build has no bench command yet")
+    _cli_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    try:
+        got = main(argv)
+    except SystemExit as exit:  # argparse's own errors
+        got = exit.code
+    captured = capsys.readouterr()
+    assert got == status, captured.err
+    assert "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert lines and re.search(regex, lines[-1]), captured.err
+    after = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert after == before  # no model or prediction file written, none changed
+
+
+def test_the_cli_table_covers_every_command():
+    covered = {argv[0] for argv, _, _ in CLI_CASES if argv}
+    assert _commands() <= covered, _commands() - covered

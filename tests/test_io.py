@@ -198,9 +198,25 @@ def test_saving_onto_a_folder_fails_and_leaves_no_temporary(tmp_path):
 
 
 def test_saving_into_a_missing_folder_is_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        trained().save(tmp_path / "missing" / "model.npz")
+    path = tmp_path / "missing" / "model.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        trained().save(path)
+    assert info.value.filename == os.fspath(path)  # the path given, not the temporary file
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="POSIX permissions; root ignores them")
+def test_saving_into_a_read_only_folder_is_permission_error(tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError) as info:
+            trained().save(folder / "model.npz")
+    finally:
+        folder.chmod(0o755)
+    assert info.value.filename == os.fspath(folder / "model.npz")
+    assert os.listdir(folder) == []
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")

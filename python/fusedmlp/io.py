@@ -64,7 +64,8 @@ def save(net, path, include_optimizer=False):
     """
     from . import __version__
 
-    path = os.path.abspath(os.fsdecode(_check_path(path)))  # one type (str) for every os call below
+    given = os.fsdecode(_check_path(path))  # one type (str) for every os call below
+    path = os.path.abspath(given)
     include_optimizer = check_bool("include_optimizer", include_optimizer)
     meta = {
         "format": FORMAT,
@@ -94,6 +95,10 @@ def save(net, path, include_optimizer=False):
             handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         except FileExistsError:
             continue
+        except OSError as error:
+            # A missing folder, no permission, a read-only file system: name the path asked for,
+            # not the temporary file.
+            raise type(error)(error.errno, error.strerror, given) from None
         break
     try:
         with os.fdopen(handle, "wb") as file:
