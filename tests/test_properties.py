@@ -9,7 +9,7 @@ profile of tests/_hypothesis_profiles.py (fixed and derandomized in CI).
 
 import numpy as np
 import pytest
-from hypothesis import given, note
+from hypothesis import example, given, note
 from hypothesis import strategies as st
 
 import _hypothesis_profiles  # noqa: F401  (loads the profile)
@@ -99,33 +99,74 @@ def assert_close(actual, expected, tolerance, what):
     assert error <= tolerance, f"{what}: relative error {error:.3g} > {tolerance:.0e}"
 
 
+def exact_twin(reference):
+    """The reference model in float64 with the same (float32-rounded) parameters: the exact
+    result that both float32 computations approximate."""
+    exact = fm.MLP(reference.layer_sizes, activation=reference.activation, loss=reference.loss, backend="numpy",
+                   dtype="float64", seed=0)
+    exact.set_parameters([w.astype(np.float64) for w in reference.weights],
+                         [b.astype(np.float64) for b in reference.biases])
+    return exact
+
+
+def assert_agrees(native, reference, exact, dtype, what):
+    """native within DESIGN.md's tolerance of the reference. In float32 a result can be
+    ill-conditioned (1 - tanh(z)^2 for a nearly saturated unit cancels to a few significant
+    bits), and then the reference itself is off the exact result by more than 1e-4: there the
+    native result must be as close to the exact float64 result as the reference is (twice its
+    error, plus the tolerance)."""
+    tolerance = OP_TOLERANCE[np.dtype(dtype).type]
+    error = relative_error(native, reference)
+    if error <= tolerance or exact is None:
+        assert error <= tolerance, f"{what}: relative error {error:.3g} > {tolerance:.0e}"
+        return
+    native_error, reference_error = relative_error(native, exact), relative_error(reference, exact)
+    assert native_error <= tolerance + 2 * reference_error, (
+        f"{what}: relative error {error:.3g} to the reference; to the exact result {native_error:.3g}, "
+        f"while the reference's is {reference_error:.3g}")
+
+
 @pytest.mark.parametrize("backend", NATIVE_BACKENDS)
 @given(case=networks(), n=st.integers(1, 70))
 def test_forward_logits_agree_with_the_reference(backend, case, n):
     note(repr(case))
     native, reference = twins(case, backend)
     X, _ = make_data(case, n)
-    tolerance = OP_TOLERANCE[np.dtype(case["dtype"]).type]
-    assert_close(native.decision_function(X), reference.decision_function(X), tolerance, "logits")
-    assert_close(native.forward(X), reference.forward(X), tolerance, "outputs")
+    dtype = case["dtype"]
+    exact = exact_twin(reference) if dtype == "float32" else None
+    X_exact = X.astype(np.float32).astype(np.float64)
+    for method in ("decision_function", "forward"):
+        assert_agrees(getattr(native, method)(X), getattr(reference, method)(X),
+                      None if exact is None else getattr(exact, method)(X_exact), dtype, method)
 
 
 @pytest.mark.parametrize("backend", NATIVE_BACKENDS)
 @given(case=networks(), n=st.integers(1, 70))
+# Found by hypothesis: a nearly saturated tanh unit in float32, where the reference itself is
+# 1.6e-3 off the exact gradient.
+@example(case={"sizes": [5, 5, 1], "activation": "tanh", "loss": "mse", "dtype": "float32", "scale": 1000.0,
+               "seed": 627}, n=2)
 def test_loss_and_grad_agree_with_the_reference(backend, case, n):
     note(repr(case))
     native, reference = twins(case, backend)
     X, y = make_data(case, n)
-    tolerance = OP_TOLERANCE[np.dtype(case["dtype"]).type]
+    dtype = case["dtype"]
     value, dW, db = native.loss_and_grad(X, y)
     want_value, want_dW, want_db = reference.loss_and_grad(X, y)
+    if dtype == "float32":
+        y_exact = y if case["loss"] == "cross_entropy" else y.astype(np.float32).astype(np.float64)
+        exact_value, exact_dW, exact_db = exact_twin(reference).loss_and_grad(X.astype(np.float32).astype(np.float64),
+                                                                              y_exact)
+    else:
+        exact_value, exact_dW, exact_db = None, [None] * len(dW), [None] * len(db)
     assert np.isfinite(value)
-    assert abs(value - want_value) <= tolerance * max(abs(want_value), np.finfo(np.float64).tiny), (value, want_value)
+    assert_agrees(np.array([value]), np.array([want_value]), None if exact_value is None else np.array([exact_value]),
+                  dtype, "loss")
     for l, (got, want) in enumerate(zip(dW, want_dW)):
         assert got.dtype == want.dtype
-        assert_close(got, want, tolerance, f"dW[{l}]")
+        assert_agrees(got, want, exact_dW[l], dtype, f"dW[{l}]")
     for l, (got, want) in enumerate(zip(db, want_db)):
-        assert_close(got, want, tolerance, f"db[{l}]")
+        assert_agrees(got, want, exact_db[l], dtype, f"db[{l}]")
 
 
 def _stable_lr(case):
