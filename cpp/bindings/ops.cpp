@@ -95,6 +95,56 @@ void bind_ops_for(py::module_& m) {
         py::arg("h").noconvert(), py::arg("activation"), py::arg("need_dx") = true);
 
     m.def(
+        "dense_input_grad",
+        [](const Array<T>& dz, const Array<T>& w, const Array<T>& z_prev, const Array<T>& h_prev,
+           const std::string& prev_activation) {
+            const Activation act = parse_activation(prev_activation);
+            require_shape(w, {-1, -1}, "W");
+            require_shape(dz, {-1, w.shape(1)}, "dz");
+            require_shape(z_prev, {dz.shape(0), w.shape(0)}, "z_prev");
+            require_shape(h_prev, {dz.shape(0), w.shape(0)}, "h_prev");
+            const DenseShape s{static_cast<std::size_t>(dz.shape(0)), static_cast<std::size_t>(w.shape(0)),
+                               static_cast<std::size_t>(w.shape(1))};
+            Array<T> dz_prev = empty_like_shape<T>(s.rows, s.fan_in);
+            {
+                py::gil_scoped_release release;
+                dense_input_grad<T>(s, dz.data(), w.data(), act, z_prev.data(), h_prev.data(),
+                                    dz_prev.mutable_data(), nullptr);
+            }
+            return dz_prev;
+        },
+        py::arg("dz").noconvert(), py::arg("W").noconvert(), py::arg("z_prev").noconvert(),
+        py::arg("h_prev").noconvert(), py::arg("prev_activation"),
+        "(dz @ W.T) * f'(z_prev): the previous layer's dL/dz, derivative fused into the product.");
+
+    m.def(
+        "dense_weight_grads_sgd",
+        [](const Array<T>& x, const Array<T>& dz, Array<T> w, Array<T> b, Array<T> w_buf, Array<T> b_buf, double lr,
+           double momentum, bool nesterov, double weight_decay, bool first_step) {
+            require_shape(x, {-1, -1}, "x");
+            require_shape(w, {x.shape(1), -1}, "W");
+            require_shape(dz, {x.shape(0), w.shape(1)}, "dz");
+            require_shape(b, {w.shape(1)}, "b");
+            require_shape(w_buf, {w.shape(0), w.shape(1)}, "w_buf");
+            require_shape(b_buf, {w.shape(1)}, "b_buf");
+            const DenseShape s{static_cast<std::size_t>(x.shape(0)), static_cast<std::size_t>(w.shape(0)),
+                               static_cast<std::size_t>(w.shape(1))};
+            T* wp = w.mutable_data();
+            T* bp = b.mutable_data();
+            T* wm = w_buf.mutable_data();
+            T* bm = b_buf.mutable_data();
+            const DenseSgdParams<T> params{wp, wm, wp, wm, bp, bm, bp, bm};
+            const SgdConfig config{momentum, nesterov, weight_decay};
+            py::gil_scoped_release release;
+            return dense_weight_grads_sgd<T>(s, x.data(), dz.data(), params, lr, config, first_step);
+        },
+        py::arg("x").noconvert(), py::arg("dz").noconvert(), py::arg("W").noconvert(), py::arg("b").noconvert(),
+        py::arg("w_buf").noconvert(), py::arg("b_buf").noconvert(), py::arg("lr"), py::arg("momentum"),
+        py::arg("nesterov"), py::arg("weight_decay"), py::arg("first_step"),
+        "One SGD step on W, b (and their momentum buffers) in place from dW = x.T @ dz and db = dz.sum(0), "
+        "never stored; returns whether every new parameter is finite.");
+
+    m.def(
         "loss_and_grad",
         [](const std::string& loss_name, const Array<T>& z, const py::array& y) {
             const Loss loss = parse_loss(loss_name);

@@ -8,61 +8,38 @@ namespace fusedmlp {
 
 template <class T>
 void dense_forward(const DenseShape& s, const T* x, const T* w, const T* b, Activation act, T* z, T* h) {
-    with_activation(act, [&](auto a) {
-        gemm_rows(s.rows, s.fan_out, s.fan_in, x, s.fan_in, 1, w,
-                  [&](std::size_t i, std::size_t j0, std::size_t cols, const T* acc) {
-                      T* z_row = z + i * s.fan_out + j0;
-                      T* h_row = h + i * s.fan_out + j0;
-                      const T* b_row = b + j0;
-                      for (std::size_t j = 0; j < cols; ++j) {
-                          const T zj = acc[j] + b_row[j];
-                          z_row[j] = zj;
-                          h_row[j] = activate<a.value>(zj);
-                      }
-                  });
-    });
+    dense_kernels<T>(active_isa()).forward(s, x, w, b, act, z, h);
 }
 
 template <class T>
 void dense_weight_grads(const DenseShape& s, const T* x, const T* dz, T* dw, T* db) {
-    // dW(p, j) = sum_i x(i, p) dz(i, j): x read transposed by swapping its strides.
-    gemm_rows(s.fan_in, s.fan_out, s.rows, x, 1, s.fan_in, dz,
-              [&](std::size_t p, std::size_t j0, std::size_t cols, const T* acc) {
-                  std::copy_n(acc, cols, dw + p * s.fan_out + j0);
-              });
-    std::fill_n(db, s.fan_out, T(0));
-    for (std::size_t i = 0; i < s.rows; ++i) {
-        const T* dz_row = dz + i * s.fan_out;
-        for (std::size_t j = 0; j < s.fan_out; ++j) db[j] += dz_row[j];
-    }
+    dense_kernels<T>(active_isa()).weight_grads(s, x, dz, dw, db);
 }
 
 template <class T>
 void dense_input_grad(const DenseShape& s, const T* dz, const T* w, Activation prev_act, const T* z_prev,
-                      const T* h_prev, T* dz_prev, T* w_t) {
-    transpose(s.fan_in, s.fan_out, w, w_t);
-    with_activation(prev_act, [&](auto a) {
-        gemm_rows(s.rows, s.fan_in, s.fan_out, dz, s.fan_out, 1, w_t,
-                  [&](std::size_t i, std::size_t j0, std::size_t cols, const T* acc) {
-                      const std::size_t at = i * s.fan_in + j0;
-                      if constexpr (a.value == Activation::identity) {
-                          std::copy_n(acc, cols, dz_prev + at);
-                      } else {
-                          for (std::size_t j = 0; j < cols; ++j)
-                              dz_prev[at + j] =
-                                  acc[j] * activation_derivative<a.value>(z_prev[at + j], h_prev[at + j]);
-                      }
-                  });
-    });
+                      const T* h_prev, T* dz_prev, T* /*w_t*/) {
+    dense_kernels<T>(active_isa()).input_grad(s, dz, w, prev_act, z_prev, h_prev, dz_prev);
+}
+
+template <class T>
+bool dense_weight_grads_sgd(const DenseShape& s, const T* x, const T* dz, const DenseSgdParams<T>& params, double lr,
+                            const SgdConfig& config, bool first_step) {
+    return dense_kernels<T>(active_isa()).weight_grads_sgd(s, x, dz, params, lr, config, first_step);
 }
 
 template <class T>
 void dense_backward(const DenseShape& s, const T* dh, const T* x, const T* w, const T* z, const T* h,
                     Activation act, T* dz, T* dw, T* db, T* dx, T* w_t) {
-    with_activation(act, [&](auto a) {
-        const std::size_t count = s.rows * s.fan_out;
-        for (std::size_t i = 0; i < count; ++i) dz[i] = dh[i] * activation_derivative<a.value>(z[i], h[i]);
-    });
+    // dz may alias dh: the derivative goes through a small buffer, a chunk at a time.
+    constexpr std::size_t kChunk = 256;
+    T derivative[kChunk];
+    const std::size_t count = s.rows * s.fan_out;
+    for (std::size_t start = 0; start < count; start += kChunk) {
+        const std::size_t n = std::min(kChunk, count - start);
+        activation_derivative(act, n, z + start, h + start, derivative);
+        for (std::size_t i = 0; i < n; ++i) dz[start + i] = dh[start + i] * derivative[i];
+    }
     dense_weight_grads(s, x, dz, dw, db);
     if (dx != nullptr) {
         // dx = dz W^T is dense_input_grad with an identity "previous activation".
@@ -75,6 +52,8 @@ void dense_backward(const DenseShape& s, const T* dh, const T* x, const T* w, co
     template void dense_weight_grads<T>(const DenseShape&, const T*, const T*, T*, T*);                  \
     template void dense_input_grad<T>(const DenseShape&, const T*, const T*, Activation, const T*,       \
                                       const T*, T*, T*);                                                 \
+    template bool dense_weight_grads_sgd<T>(const DenseShape&, const T*, const T*,                       \
+                                            const DenseSgdParams<T>&, double, const SgdConfig&, bool);   \
     template void dense_backward<T>(const DenseShape&, const T*, const T*, const T*, const T*, const T*, \
                                     Activation, T*, T*, T*, T*, T*);
 FUSEDMLP_INSTANTIATE(float)

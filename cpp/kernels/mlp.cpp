@@ -18,27 +18,12 @@ std::size_t widest(const std::vector<std::size_t>& sizes) {
     return *std::max_element(sizes.begin(), sizes.end());
 }
 
-std::size_t largest_hidden_weight(const std::vector<std::size_t>& sizes) {
-    std::size_t largest = 0;
-    for (std::size_t l = 1; l + 1 < sizes.size(); ++l) largest = std::max(largest, sizes[l] * sizes[l + 1]);
-    return largest;
-}
-
 }  // namespace
 
 template <class T>
 void Workspace<T>::reserve(const std::vector<std::size_t>& sizes, std::size_t batch_rows) {
-    const std::size_t layers = sizes.size() - 1;
-    if (dw.size() != layers) {
-        dw.resize(layers);
-        db.resize(layers);
-        for (std::size_t l = 0; l < layers; ++l) {
-            dw[l].resize(sizes[l] * sizes[l + 1]);
-            db[l].resize(sizes[l + 1]);
-        }
-        w_t.resize(largest_hidden_weight(sizes));
-    }
     if (batch_rows <= rows) return;
+    const std::size_t layers = sizes.size() - 1;
     rows = batch_rows;
     z.resize(layers);
     h.resize(layers);
@@ -103,7 +88,7 @@ void Mlp<T>::forward_logits(std::size_t n, const T* x, T* out) const {
 }
 
 template <class T>
-double Mlp<T>::compute_gradients(Workspace<T>& ws, std::size_t rows, const T* x, Targets<T> batch_targets) const {
+double Mlp<T>::forward_and_loss(Workspace<T>& ws, std::size_t rows, const T* x, Targets<T> targets) const {
     const std::size_t layers = layer_count();
     const T* input = x;
     for (std::size_t l = 0; l < layers; ++l) {
@@ -114,20 +99,7 @@ double Mlp<T>::compute_gradients(Workspace<T>& ws, std::size_t rows, const T* x,
         dense_forward(s, input, w_[l].data(), b_[l].data(), hidden ? hidden_ : Activation::identity, z, h);
         input = h;
     }
-    T* dz = ws.grad.data();
-    T* dz_prev = ws.grad_next.data();
-    const double value = fusedmlp::loss_and_grad(loss_, rows, sizes_.back(), ws.z.back().data(), batch_targets, dz);
-    for (std::size_t l = layers; l-- > 0;) {
-        const DenseShape s{rows, sizes_[l], sizes_[l + 1]};
-        const T* layer_input = l == 0 ? x : ws.h[l - 1].data();
-        dense_weight_grads(s, layer_input, dz, ws.dw[l].data(), ws.db[l].data());
-        if (l > 0) {
-            dense_input_grad(s, dz, w_[l].data(), hidden_, ws.z[l - 1].data(), ws.h[l - 1].data(), dz_prev,
-                             ws.w_t.data());
-            std::swap(dz, dz_prev);
-        }
-    }
-    return value;
+    return fusedmlp::loss_and_grad(loss_, rows, sizes_.back(), ws.z.back().data(), targets, ws.grad.data());
 }
 
 template <class T>
@@ -135,10 +107,17 @@ double Mlp<T>::loss_and_grad(std::size_t n, const T* x, Targets<T> y, T* const* 
     std::shared_lock lock(mutex_);
     Workspace<T> ws;
     ws.reserve(sizes_, n);
-    const double value = compute_gradients(ws, n, x, y);
-    for (std::size_t l = 0; l < layer_count(); ++l) {
-        std::copy(ws.dw[l].begin(), ws.dw[l].end(), dw[l]);
-        std::copy(ws.db[l].begin(), ws.db[l].end(), db[l]);
+    const double value = forward_and_loss(ws, n, x, y);
+    T* dz = ws.grad.data();
+    T* dz_prev = ws.grad_next.data();
+    for (std::size_t l = layer_count(); l-- > 0;) {
+        const DenseShape s{n, sizes_[l], sizes_[l + 1]};
+        dense_weight_grads(s, l == 0 ? x : ws.h[l - 1].data(), dz, dw[l], db[l]);
+        if (l > 0) {
+            dense_input_grad(s, dz, w_[l].data(), hidden_, ws.z[l - 1].data(), ws.h[l - 1].data(), dz_prev,
+                             static_cast<T*>(nullptr));
+            std::swap(dz, dz_prev);
+        }
     }
     return value;
 }
@@ -213,24 +192,34 @@ Targets<T> Mlp<T>::batch_targets() const {
 }
 
 template <class T>
-bool Mlp<T>::apply_update(double lr, const SgdConfig& config) {
-    const SgdStep<T> weight_step(lr, config, !optimizer_started_);
-    SgdConfig bias_config = config;
-    bias_config.weight_decay = 0;
-    const SgdStep<T> bias_step(lr, bias_config, !optimizer_started_);
+bool Mlp<T>::train_step(std::size_t rows, double lr, const SgdConfig& config, double* loss) {
+    Workspace<T>& ws = workspace_;
+    const T* x = ws.x.data();
+    *loss = forward_and_loss(ws, rows, x, batch_targets());
+    if (!std::isfinite(*loss)) return false;
     const bool momentum = config.momentum != 0;
-    bool finite = true;
-    for (std::size_t l = 0; l < layer_count() && finite; ++l) {
-        const T* w_buf = momentum ? w_momentum_[l].data() : nullptr;
-        const T* b_buf = momentum ? b_momentum_[l].data() : nullptr;
-        T* w_buf_next = momentum ? w_momentum_next_[l].data() : nullptr;
-        T* b_buf_next = momentum ? b_momentum_next_[l].data() : nullptr;
-        finite = sgd_update_into(w_[l].size(), w_[l].data(), workspace_.dw[l].data(), w_buf, w_next_[l].data(),
-                                 w_buf_next, weight_step) &&
-                 sgd_update_into(b_[l].size(), b_[l].data(), workspace_.db[l].data(), b_buf, b_next_[l].data(),
-                                 b_buf_next, bias_step);
+    T* dz = ws.grad.data();
+    T* dz_prev = ws.grad_next.data();
+    // Each layer's update goes to the *_next_ buffers, so dense_input_grad still reads the old W
+    // and a divergent step leaves the current parameters as they were.
+    for (std::size_t l = layer_count(); l-- > 0;) {
+        const DenseShape s{rows, sizes_[l], sizes_[l + 1]};
+        if (l > 0) {
+            dense_input_grad(s, dz, w_[l].data(), hidden_, ws.z[l - 1].data(), ws.h[l - 1].data(), dz_prev,
+                             static_cast<T*>(nullptr));
+        }
+        const DenseSgdParams<T> params{w_[l].data(),
+                                       momentum ? w_momentum_[l].data() : nullptr,
+                                       w_next_[l].data(),
+                                       momentum ? w_momentum_next_[l].data() : nullptr,
+                                       b_[l].data(),
+                                       momentum ? b_momentum_[l].data() : nullptr,
+                                       b_next_[l].data(),
+                                       momentum ? b_momentum_next_[l].data() : nullptr};
+        if (!dense_weight_grads_sgd(s, l == 0 ? x : ws.h[l - 1].data(), dz, params, lr, config, !optimizer_started_))
+            return false;
+        std::swap(dz, dz_prev);
     }
-    if (!finite) return false;
     w_.swap(w_next_);
     b_.swap(b_next_);
     if (momentum) {
@@ -260,9 +249,7 @@ typename Mlp<T>::Progress Mlp<T>::train_steps(const T* x, Targets<T> y, const st
         const std::size_t start = step * batch_size;
         const std::size_t rows = std::min(batch_size, order_length - start);
         gather_batch(x, y, order + start, rows);
-        const double value = compute_gradients(workspace_, rows, workspace_.x.data(), batch_targets());
-        step_loss[step] = value;
-        if (!std::isfinite(value) || !apply_update(lrs[step], config)) return {step + 1, true};
+        if (!train_step(rows, lrs[step], config, step_loss + step)) return {step + 1, true};
         if (std::chrono::steady_clock::now() >= deadline) return {step + 1, false};
     }
     return {steps, false};

@@ -25,8 +25,6 @@ struct Workspace {
     std::vector<T> targets;              // or its target values (rows, sizes.back())
     std::vector<std::vector<T>> z, h;    // per layer: pre-activation and activation (rows, fan_out)
     std::vector<T> grad, grad_next;      // dL/dz of the current and the previous layer
-    std::vector<std::vector<T>> dw, db;  // per-layer gradients
-    std::vector<T> w_t;                  // a transposed weight matrix
 
     void reserve(const std::vector<std::size_t>& sizes, std::size_t batch_rows);
 };
@@ -76,10 +74,13 @@ public:
                          std::chrono::steady_clock::time_point deadline);
 
 private:
-    // Forward and backward over `rows` samples of x into ws.z, ws.h, ws.dw and ws.db.
-    double compute_gradients(Workspace<T>& ws, std::size_t rows, const T* x, Targets<T> batch_targets) const;
-    // The update of every layer into the *_next_ buffers, swapped in only if all of it is finite.
-    bool apply_update(double lr, const SgdConfig& config);
+    // The forward pass over `rows` samples of x into ws.z and ws.h; returns the mean loss and
+    // leaves its gradient with respect to the logits in ws.grad.
+    double forward_and_loss(Workspace<T>& ws, std::size_t rows, const T* x, Targets<T> targets) const;
+    // One SGD step on the gathered batch: each layer's gradient feeds its update directly, and
+    // the updated parameters replace the current ones only if the loss and all of them are
+    // finite (returns whether they did).
+    bool train_step(std::size_t rows, double lr, const SgdConfig& config, double* loss);
     void allocate_momentum();
     void gather_batch(const T* x, Targets<T> y, const std::int64_t* rows, std::size_t count);
     Targets<T> batch_targets() const;

@@ -23,8 +23,10 @@ from . import reference
 
 try:
     from . import _native
-except ImportError as error:  # a source tree that was never built
-    _native = None
+except ImportError as error:
+    if "FUSEDMLP_ISA" in str(error):  # the module is there, the user's setting is wrong: say so
+        raise
+    _native = None  # a source tree that was never built
     _NATIVE_IMPORT_ERROR = error
 else:
     _NATIVE_IMPORT_ERROR = None
@@ -35,6 +37,16 @@ BACKENDS = ("numpy", "cpu")
 def native_available():
     """Whether the compiled CPU backend could be imported."""
     return _native is not None
+
+
+def require_native(what):
+    """The native module, or an ImportError saying why `what` cannot run."""
+    if _native is None:
+        raise ImportError(
+            f"{what}: fusedmlp's native module is not built ({_NATIVE_IMPORT_ERROR}); install the package "
+            "with pip, or use backend='numpy'"
+        )
+    return _native
 
 
 class NumpyBackend:
@@ -91,11 +103,7 @@ class CpuBackend:
     epoch runs there whole with the GIL released."""
 
     def __init__(self, layer_sizes, activation, loss, dtype):
-        if _native is None:
-            raise ImportError(
-                "backend='cpu': fusedmlp's native module is not built "
-                f"({_NATIVE_IMPORT_ERROR}); install the package with pip, or use backend='numpy'"
-            )
+        require_native("backend='cpu'")
         net_class = _native.MlpFloat32 if np.dtype(dtype).name == "float32" else _native.MlpFloat64
         self._net = net_class(list(layer_sizes), activation, loss)
         self._loss = loss
