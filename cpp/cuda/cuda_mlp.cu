@@ -11,6 +11,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "fused.cuh"
@@ -75,12 +76,19 @@ int sm_count() {
     return std::max(count, 1);
 }
 
+// FUSEDMLP_CUDA_TILE=64 or 128 forces one tile size of the float GEMMs (for tests); else 0.
+int forced_tile() {
+    const char* value = std::getenv("FUSEDMLP_CUDA_TILE");
+    return value == nullptr ? 0 : std::atoi(value);
+}
+
 template <int KIND, class T>
-void launch_gemm(const GemmArgs<T>& g, cudaStream_t stream, int sms) {
+void launch_gemm(const GemmArgs<T>& g, cudaStream_t stream, int sms, int tile) {
     // 128 x 128 tiles where they still fill the device twice over; 64 x 64 tiles otherwise
     // (and always for double, whose 8 x 8 register block would spill).
     const long long big_tiles = static_cast<long long>((g.M + 127) / 128) * ((g.N + 127) / 128);
-    if (std::is_same<T, float>::value && big_tiles >= 2LL * sms) {
+    const bool big = tile == 0 ? big_tiles >= 2LL * sms : tile == 128;
+    if (std::is_same<T, float>::value && big) {
         const dim3 grid((g.N + 127) / 128, (g.M + 127) / 128);
         gemm_kernel<T, 128, 128, 8, 8, 8, KIND><<<grid, 256, 0, stream>>>(g);
     } else {
@@ -95,6 +103,12 @@ DeviceStatus device_status() {
     DeviceStatus s;
     int count = 0;
     const cudaError_t status = cudaGetDeviceCount(&count);
+    if (status == cudaErrorInsufficientDriver) {
+        cudaGetLastError();
+        s.reason = "no NVIDIA driver found, or it is older than the CUDA runtime fusedmlp was built with (" +
+                   std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10) + ")";
+        return s;
+    }
     if (status != cudaSuccess) {
         cudaGetLastError();
         s.reason = std::string("no usable CUDA device (") + cudaGetErrorName(status) + ": " +
@@ -130,6 +144,7 @@ struct CudaMlp<T>::Impl {
     std::vector<long long> w_off, b_off;
     long long param_count = 0, weight_count = 0;
     int sms = 1;
+    int tile = 0;  // forced GEMM tile size, 0: chosen per product
 
     cudaStream_t stream = nullptr;
     // Parameters and momentum, double-buffered (see sgd.cuh); between calls buffer 0 is current.
@@ -181,6 +196,7 @@ struct CudaMlp<T>::Impl {
             param_count += static_cast<long long>(sizes[i + 1]);
         }
         sms = sm_count();
+        tile = forced_tile();
         check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
         for (int p = 0; p < 2; ++p) {
             params[p].grow(param_count);
@@ -285,7 +301,7 @@ struct CudaMlp<T>::Impl {
             g.z_out = z[l].get();
             g.h_out = l + 1 < layers ? h[l].get() : nullptr;
             g.control = c;
-            launch_gemm<kForward>(g, stream, sms);
+            launch_gemm<kForward>(g, stream, sms, tile);
         }
     }
 
@@ -323,7 +339,7 @@ struct CudaMlp<T>::Impl {
                 g.h_in = h[l - 1].get();
                 g.c_out = dz[cur ^ 1].get();
                 g.control = c;
-                launch_gemm<kInputGrad>(g, stream, sms);
+                launch_gemm<kInputGrad>(g, stream, sms, tile);
             }
             GemmArgs<T> g;
             g.M = static_cast<int>(sizes[l]) + 1;
@@ -337,7 +353,7 @@ struct CudaMlp<T>::Impl {
             g.w_offset = w_off[l];
             g.b_offset = b_off[l];
             g.control = c;
-            launch_gemm<kWeightGrad>(g, stream, sms);
+            launch_gemm<kWeightGrad>(g, stream, sms, tile);
             cur ^= 1;
         }
     }
