@@ -245,10 +245,15 @@ struct CudaMlp<T>::Impl {
         check(cudaGetDevice(&device), "cudaGetDevice");
         check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
         const std::size_t bytes = static_cast<std::size_t>(offset) * sizeof(T);
-        // The kernel's static shared memory (row losses) comes out of the same budget.
-        if (bytes + kFusedRows * sizeof(double) + 1024 > static_cast<std::size_t>(limit)) return;
+        // The kernel's static shared memory (row losses) comes out of the same budget. The
+        // attribute belongs to the kernel, shared by every network: always set it to the most
+        // the device allows, never to this network's need.
+        cudaFuncAttributes attributes{};
+        check(cudaFuncGetAttributes(&attributes, fused_mlp_kernel<T>), "cudaFuncGetAttributes");
+        const std::size_t dynamic_limit = static_cast<std::size_t>(limit) - attributes.sharedSizeBytes;
+        if (bytes > dynamic_limit) return;
         check(cudaFuncSetAttribute(fused_mlp_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   static_cast<int>(bytes)),
+                                   static_cast<int>(dynamic_limit)),
               "cudaFuncSetAttribute");
         fused_layout = f;
         fused_smem = bytes;
