@@ -248,19 +248,21 @@ def test_wide_network_on_both_gemm_tiles(tile, monkeypatch):
 
 
 @needs_gpu
-@pytest.mark.parametrize("path", PATHS)
-def test_divergent_step_is_not_applied_and_later_steps_do_nothing(path):
+@pytest.mark.parametrize("path,batch_size", [("fused", 8), ("fused", 40), ("tiled", 8)])
+def test_divergent_step_is_not_applied_and_later_steps_do_nothing(path, batch_size):
     sizes = [4, 16, 3]
-    X, y = make_data(sizes, "mse", 64, np.float32)
-    order = np.arange(64, dtype=np.int64)
+    n = 8 * batch_size
+    X, y = make_data(sizes, "mse", n, np.float32)
+    order = np.arange(n, dtype=np.int64)
     lrs = np.full(8, 0.01)
     lrs[5] = np.inf  # step 5 writes non-finite parameters
     net, _, _ = make_net(sizes, "relu", "mse", np.float32, path)
-    step_loss, diverged = net.train_epoch(X, y, order, 8, False, lrs, 0.9, False, 0.0)
+    step_loss, diverged = net.train_epoch(X, y, order, batch_size, False, lrs, 0.9, False, 0.0)
     assert diverged and len(step_loss) == 6 and np.isfinite(step_loss).all()
     # the state must be exactly that after the first five steps
     twin, _, _ = make_net(sizes, "relu", "mse", np.float32, path)
-    twin_loss, twin_diverged = twin.train_epoch(X, y, order[:40], 8, False, lrs[:5], 0.9, False, 0.0)
+    twin_loss, twin_diverged = twin.train_epoch(X, y, order[:5 * batch_size], batch_size, False, lrs[:5], 0.9, False,
+                                                0.0)
     assert not twin_diverged
     np.testing.assert_array_equal(step_loss[:5], twin_loss)
     for got, want in zip(sum(net.get_parameters(), []), sum(twin.get_parameters(), [])):
@@ -269,7 +271,7 @@ def test_divergent_step_is_not_applied_and_later_steps_do_nothing(path):
     for got, want in zip(got_state[0] + got_state[1], want_state[0] + want_state[1]):
         np.testing.assert_array_equal(got, want)
     # training goes on from there
-    step_loss, diverged = net.train_epoch(X, y, order, 8, False, np.full(8, 0.01), 0.9, False, 0.0)
+    step_loss, diverged = net.train_epoch(X, y, order, batch_size, False, np.full(8, 0.01), 0.9, False, 0.0)
     assert not diverged and len(step_loss) == 8 and np.isfinite(step_loss).all()
 
 

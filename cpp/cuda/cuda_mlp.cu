@@ -88,13 +88,15 @@ void launch_gemm(const GemmArgs<T>& g, cudaStream_t stream, int sms, int tile) {
     // (and always for double, whose 8 x 8 register block would spill).
     const long long big_tiles = static_cast<long long>((g.M + 127) / 128) * ((g.N + 127) / 128);
     const bool big = tile == 0 ? big_tiles >= 2LL * sms : tile == 128;
-    if (std::is_same<T, float>::value && big) {
-        const dim3 grid((g.N + 127) / 128, (g.M + 127) / 128);
-        gemm_kernel<T, 128, 128, 8, 8, 8, KIND><<<grid, 256, 0, stream>>>(g);
-    } else {
-        const dim3 grid((g.N + 63) / 64, (g.M + 63) / 64);
-        gemm_kernel<T, 64, 64, 16, 4, 4, KIND><<<grid, 256, 0, stream>>>(g);
+    if constexpr (std::is_same<T, float>::value) {
+        if (big) {
+            const dim3 grid((g.N + 127) / 128, (g.M + 127) / 128);
+            gemm_kernel<T, 128, 128, 8, 8, 8, KIND><<<grid, 256, 0, stream>>>(g);
+            return;
+        }
     }
+    const dim3 grid((g.N + 63) / 64, (g.M + 63) / 64);
+    gemm_kernel<T, 64, 64, 16, 4, 4, KIND><<<grid, 256, 0, stream>>>(g);
 }
 
 }  // namespace
@@ -376,7 +378,10 @@ struct CudaMlp<T>::Impl {
         f.partial_loss = partial_loss.get();
         f.control = c;
         const int blocks = static_cast<int>(fused_blocks(rows));
+        f.direct = blocks == 1;
+        f.update = update;
         fused_mlp_kernel<T><<<blocks, kFusedThreads, fused_smem, stream>>>(f);
+        if (f.direct) return;
         ReduceArgs<T> r;
         r.partial = partial.get();
         r.blocks = blocks;
@@ -682,7 +687,9 @@ EpochResult CudaMlp<T>::train_epoch(const std::int64_t* order, std::size_t order
                                      config.momentum, double(config.nesterov), config.weight_decay};
     bool launched = false;
     if (graphs_enabled() && steps * nodes_per_step <= kMaxGraphNodes) {
-        if (m.graph == nullptr || m.graph_key != key || m.graph_generation != m.generation) {
+        // Recaptured only when the epoch's shape or a buffer changed; a graph that failed to
+        // instantiate stays null until then, and the epoch is queued directly.
+        if (m.graph_key != key || m.graph_generation != m.generation) {
             if (m.graph != nullptr) cudaGraphExecDestroy(m.graph);
             m.graph = nullptr;
             cudaGraph_t graph = nullptr;

@@ -3,7 +3,8 @@
 // activations, derivatives and gradients kept in shared memory the whole time. The weight
 // gradient sums over the whole batch, across blocks: each block writes its partial sums, and
 // a second kernel adds the blocks' partials in block order (deterministic, no atomics), then
-// applies the SGD update to each parameter and sums the blocks' losses.
+// applies the SGD update to each parameter and sums the blocks' losses. A batch that fits one
+// tile (batch_size <= kFusedRows) runs as this one kernel alone, applying its own updates.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -37,6 +38,9 @@ struct FusedArgs {
     const T* params = nullptr;  // the flat parameters this step reads
     T* partial = nullptr;       // per block: param_count partial gradient sums
     double* partial_loss = nullptr;
+    // A batch of one tile needs no second kernel: the block applies its gradients itself.
+    bool direct = false;
+    SgdUpdate<T> update;
     StepControl control;
 };
 
@@ -170,13 +174,23 @@ __device__ void fused_weight_grad(const FusedArgs<T>& f, const T* sm, int l, int
 #pragma unroll
         for (int c = 0; c < 8; ++c) {
             const int j = tj + 16 * c;
-            if (j < n_out) partial[f.w_off[l] + static_cast<long long>(k) * n_out + j] = acc[a][c];
+            if (j >= n_out) continue;
+            const long long index = f.w_off[l] + static_cast<long long>(k) * n_out + j;
+            if (f.direct) {
+                apply_gradient(f.update, f.control, index, acc[a][c], true);
+            } else {
+                partial[index] = acc[a][c];
+            }
         }
     }
     for (int j = threadIdx.x; j < n_out; j += blockDim.x) {
         T s = 0;
         for (int r = 0; r < valid; ++r) s += dz[r * ld_out + j];
-        partial[f.b_off[l] + j] = s;
+        if (f.direct) {
+            apply_gradient(f.update, f.control, f.b_off[l] + j, s, false);
+        } else {
+            partial[f.b_off[l] + j] = s;
+        }
     }
 }
 
@@ -228,7 +242,13 @@ __global__ void __launch_bounds__(kFusedThreads) fused_mlp_kernel(const FusedArg
     if (threadIdx.x == 0) {
         double s = 0;
         for (int r = 0; r < valid; ++r) s += row_loss[r];
-        f.partial_loss[blockIdx.x] = s;
+        if (f.direct) {
+            const double value = s / loss_divisor(f.loss, f.batch_rows, k);
+            f.control.step_loss[f.control.step] = value;
+            if (!isfinite(value)) mark_diverged(f.control);
+        } else {
+            f.partial_loss[blockIdx.x] = s;
+        }
     }
 
     for (int l = f.layers - 1; l >= 0; --l) {
