@@ -221,7 +221,7 @@ def test_awkward_sizes_match_reference(sizes, batch_size, path):
         assert_matches_reference(got, want, dtype)
     orders, lrs = epoch_plan(n, batch_size, False, 2, 0.01)
     want_w, want_b, want_losses = reference_epochs(weights, biases, "leaky_relu", loss, X, y, orders, lrs,
-                                                   batch_size)
+                                                   batch_size, False, 0.9)
     step_losses = [net.train_epoch(X, y, o, batch_size, False, r, 0.9, False, 0.0)[0] for o, r in zip(orders, lrs)]
     assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
 
