@@ -10,8 +10,10 @@ set -u
 OUT="${OUT:-$PWD}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
+# nvcc where the CUDA toolkit usually lives, when it is not on PATH already
+command -v nvcc >/dev/null || export PATH="$PATH:/usr/local/cuda/bin"
 ROOT="$PWD"
-BUILD="$ROOT/build-gpu"
+BUILD="$ROOT/build/gpu-check"  # build/ is ignored by git
 START=$SECONDS
 
 step() { echo; echo "== [$((SECONDS - START))s] $*"; }
@@ -49,13 +51,15 @@ main() {
   [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ] && status=1
 
   step "GPU benchmark"
-  XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 240 "$PY" bench/gpu_bench.py --out "$OUT/gpu_bench.json" || status=1
+  # GPU_BENCH_ARGS: extra arguments, e.g. --dry-run to rehearse this script without a GPU
+  XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 240 "$PY" bench/gpu_bench.py --out "$OUT/gpu_bench.json" \
+    ${GPU_BENCH_ARGS:-} || status=1
 
   if [ $((SECONDS - START)) -lt 330 ]; then
     step "pip install (FUSEDMLP_CUDA=ON) into a scratch prefix"
     FUSEDMLP_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" timeout 120 "$PY" -m pip install --no-build-isolation \
-      --no-deps --target "$ROOT/build-pip-target" . >"$OUT/pip_install.log" 2>&1 \
-      && ls "$ROOT/build-pip-target/fusedmlp/" | grep -E '^_(native|cuda)' || { echo "pip install failed (see pip_install.log)"; tail -20 "$OUT/pip_install.log"; }
+      --no-deps --target "$ROOT/build/pip-target" . >"$OUT/pip_install.log" 2>&1 \
+      && ls "$ROOT/build/pip-target/fusedmlp/" | grep -E '^_(native|cuda)' || { echo "pip install failed (see pip_install.log)"; tail -20 "$OUT/pip_install.log"; }
   fi
   step "done, status $status"
   return $status
