@@ -1,20 +1,28 @@
 """The command line: `python -m fusedmlp <command>` or the `fusedmlp` script.
 
 Commands:
-    demo    train on the bundled digits with the native backend and the NumPy reference,
-            and compare accuracy, speed and the final parameters.
+    demo     train on the bundled digits with the native backend and the NumPy reference,
+             and compare accuracy, speed and the final parameters.
+    train    train on a bundled data set or a .csv / .npz file; save the model   (cli.py)
+    predict  predict with a saved model                                          (cli.py)
+    sweep    a grid of batch sizes x learning rates x activations x warmup       (cli.py)
+    bench    benchmarks                                                          (bench.py)
 
-Parsing stays here and thin; the work is done by functions that return plain results
-(run_demo), so they can be called and tested without a subprocess.
+Parsing stays thin; the work is done by functions that return plain results (run_demo,
+fusedmlp.experiments.sweep), so they can be called and tested without a subprocess. Every
+subcommand runs as args.func(args) -> exit status; main() turns errors into one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import numpy as np
+
+from . import cli
 
 # Demo defaults: measured to reach >= 0.95 test accuracy on the digits split for every seed
 # 0..19 (lowest 0.958), in well under a second per backend on a 2-core machine.
@@ -123,34 +131,6 @@ def format_demo(result):
 
 # --- argument parsing -------------------------------------------------------------------------
 
-def _int_at_least(minimum):
-    """An argparse type: an integer >= minimum."""
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}; got {text!r}")
-        return value
-
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text!r}") from None
-    if not (value > 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0; got {text!r}")
-    return value
-
 
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr (no usage block), exit status 2."""
@@ -159,15 +139,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser():
-    from . import __version__
-
-    parser = _Parser(
-        prog="fusedmlp",
-        description="fusedmlp: multilayer perceptrons trained by fused native kernels, checked against NumPy.")
-    parser.add_argument("--version", action="version", version=f"fusedmlp {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="command", required=True)
-
+def _add_demo_parser(commands):
     demo = commands.add_parser(
         "demo", help="train on the bundled digits with the native and the NumPy backend and compare",
         description="Train an MLP [64, hidden, 10] (relu, cross_entropy, plain SGD) on the bundled "
@@ -176,37 +148,88 @@ def build_parser():
                     "time and throughput of each, the native speed-up, and how far the two final "
                     "parameter sets differ.")
     d = DEMO_DEFAULTS
-    demo.add_argument("--epochs", type=_positive_int, default=d["epochs"],
+    demo.add_argument("--epochs", type=cli.positive_int, default=d["epochs"],
                       help=f"passes over the training split (default: {d['epochs']})")
-    demo.add_argument("--batch-size", type=_positive_int, default=d["batch_size"],
+    demo.add_argument("--batch-size", type=cli.positive_int, default=d["batch_size"],
                       help=f"samples per SGD step (default: {d['batch_size']})")
-    demo.add_argument("--lr", type=_positive_float, default=d["lr"],
+    demo.add_argument("--lr", type=cli.positive_float, default=d["lr"],
                       help=f"SGD learning rate (default: {d['lr']})")
-    demo.add_argument("--hidden", type=_positive_int, default=d["hidden"],
+    demo.add_argument("--hidden", type=cli.positive_int, default=d["hidden"],
                       help=f"width of the hidden layer (default: {d['hidden']})")
-    demo.add_argument("--seed", type=_non_negative_int, default=d["seed"],
+    demo.add_argument("--seed", type=cli.non_negative_int, default=d["seed"],
                       help=f"seeds the split, the initial parameters and the shuffles (default: {d['seed']})")
     demo.add_argument("--dtype", choices=("float32", "float64"), default=d["dtype"],
                       help=f"floating-point type of parameters and data (default: {d['dtype']})")
+    demo.set_defaults(func=_demo_command)
+
+
+def _demo_command(args):
+    result = run_demo(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, hidden=args.hidden,
+                      seed=args.seed, dtype=args.dtype)
+    print(format_demo(result))
+    return 0
+
+
+def _register_bench(commands):
+    """`bench` comes from fusedmlp.bench (the benchmarks' own module) where it is present."""
+    try:
+        from .bench import register
+    except ModuleNotFoundError as error:
+        if error.name != f"{__package__}.bench":
+            raise
+        return
+    register(commands)
+
+
+def build_parser():
+    from . import __version__
+
+    parser = _Parser(
+        prog="fusedmlp",
+        description="fusedmlp: multilayer perceptrons trained by fused native kernels, checked against NumPy. "
+                    "Run 'fusedmlp COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"fusedmlp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="command", required=True, parser_class=_Parser)
+    _add_demo_parser(commands)
+    cli.add_train_parser(commands)
+    cli.add_predict_parser(commands)
+    cli.add_sweep_parser(commands)
+    _register_bench(commands)
     return parser
 
 
+def _one_line(error):
+    text = " ".join(str(error).split())
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        text = f"{os.fsdecode(error.filename)}: {error.strerror}"
+    return text or type(error).__name__
+
+
 def main(argv=None):
-    """Entry point of `python -m fusedmlp` and of the `fusedmlp` script; returns the exit status."""
+    """Entry point of `python -m fusedmlp` and of the `fusedmlp` script; returns the exit status.
+
+    Bad arguments (argparse) and bad values the library rejects (ValueError, TypeError) exit
+    with 2; files that cannot be read or written, a missing optional package, a training run
+    that diverged and other failures to complete exit with 1; Ctrl-C with 130. Each is one
+    line on stderr, never a traceback.
+    """
+    from .errors import DivergenceError
+
     parser = build_parser()
-    args = parser.parse_args(argv)  # bad arguments: one usage line + one error line, exit 2
+    args = parser.parse_args(argv)  # bad arguments: one error line, exit 2
     try:
-        if args.command == "demo":
-            result = run_demo(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, hidden=args.hidden,
-                              seed=args.seed, dtype=args.dtype)
-            print(format_demo(result))
+        return args.func(args)
     except (ValueError, TypeError) as error:
-        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"{parser.prog}: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except ImportError as error:  # the native module is missing (a source tree never built)
-        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+    except (OSError, ImportError, MemoryError, DivergenceError) as error:
+        # OSError: a file that cannot be read or written, a Dask scheduler out of reach;
+        # ImportError: the native module or an optional package (matplotlib, dask) is missing.
+        print(f"{parser.prog}: error: {_one_line(error)}", file=sys.stderr)
         return 1
-    return 0
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -165,47 +165,49 @@ def _convert(arg, array, dtype):
     return converted
 
 
-def as_features(X, n_features, dtype):
-    """X as a C-contiguous (n, n_features) array of dtype, copied only if it must be."""
-    array = numeric_array("X", X)
+def as_features(X, n_features, dtype, arg="X"):
+    """X as a C-contiguous (n, n_features) array of dtype, copied only if it must be; arg: its
+    name in error messages."""
+    array = numeric_array(arg, X)
     if array.ndim != 2:
-        raise ValueError(f"X: expected a 2-D array of shape (n_samples, {n_features}); got shape {array.shape}")
+        raise ValueError(f"{arg}: expected a 2-D array of shape (n_samples, {n_features}); got shape {array.shape}")
     if array.shape[0] == 0:
-        raise ValueError(f"X: expected at least one sample; got shape {array.shape}")
+        raise ValueError(f"{arg}: expected at least one sample; got shape {array.shape}")
     if array.shape[1] != n_features:
-        raise ValueError(f"X: expected {n_features} features (columns); got shape {array.shape}")
-    return _convert("X", array, dtype)
+        raise ValueError(f"{arg}: expected {n_features} features (columns); got shape {array.shape}")
+    return _convert(arg, array, dtype)
 
 
-def as_targets(y, loss, n_samples, n_outputs, dtype):
+def as_targets(y, loss, n_samples, n_outputs, dtype, arg="y", features_arg="X"):
     """y in the form the losses take: int64 class indices (n,) for cross_entropy, else values of
-    dtype shaped (n, n_outputs). A 1-D y is accepted for a single output."""
-    array = numeric_array("y", y)
+    dtype shaped (n, n_outputs). A 1-D y is accepted for a single output. arg, features_arg: the
+    names of y and of its X in error messages."""
+    array = numeric_array(arg, y)
     if array.ndim == 0 or array.shape[0] != n_samples:
-        raise ValueError(f"y: expected {n_samples} targets, one per sample of X; got shape {array.shape}")
+        raise ValueError(f"{arg}: expected {n_samples} targets, one per sample of {features_arg}; got shape {array.shape}")
     if loss == "cross_entropy":
         if array.ndim != 1:
-            raise ValueError(f"y: expected class indices of shape ({n_samples},); got shape {array.shape}")
+            raise ValueError(f"{arg}: expected class indices of shape ({n_samples},); got shape {array.shape}")
         if array.dtype.kind == "f":
-            require_finite("y", array, array.dtype)
+            require_finite(arg, array, array.dtype)
             fractional = array != np.floor(array)
             if fractional.any():
-                raise ValueError(f"y: expected integer class indices; got non-integer value "
+                raise ValueError(f"{arg}: expected integer class indices; got non-integer value "
                                  f"{array[fractional][0].item()!r} at {_first_bad(fractional)}")
         if array.min() < 0 or array.max() >= n_outputs:
             raise ValueError(
-                f"y: expected class indices in [0, {n_outputs}); got values from {array.min()} to {array.max()}"
+                f"{arg}: expected class indices in [0, {n_outputs}); got values from {array.min()} to {array.max()}"
             )
         return np.ascontiguousarray(array, dtype=np.int64)
     if array.ndim == 1 and n_outputs == 1:
         array = array.reshape(-1, 1)
     if array.ndim != 2 or array.shape[1] != n_outputs:
         expected = f"({n_samples},) or ({n_samples}, 1)" if n_outputs == 1 else f"({n_samples}, {n_outputs})"
-        raise ValueError(f"y: expected shape {expected} for {n_outputs} outputs; got shape {array.shape}")
-    converted = _convert("y", array, dtype)
+        raise ValueError(f"{arg}: expected shape {expected} for {n_outputs} outputs; got shape {array.shape}")
+    converted = _convert(arg, array, dtype)
     if loss == "bce" and (converted.min() < 0 or converted.max() > 1):
         raise ValueError(
-            f"y: expected bce targets in [0, 1]; got values from {converted.min()} to {converted.max()}"
+            f"{arg}: expected bce targets in [0, 1]; got values from {converted.min()} to {converted.max()}"
         )
     return converted
 
@@ -231,3 +233,29 @@ def as_parameters(weights, biases, layer_sizes, dtype):
                 converted = converted.copy()  # the model must not share memory with the caller
             (new_weights if arg.startswith("weights") else new_biases).append(converted)
     return new_weights, new_biases
+
+
+def check_fraction(arg, value):
+    """A finite number in [0, 1)."""
+    return check_float(arg, value, 0.0, below=1.0)
+
+
+def check_callbacks(value):
+    """A callable or a sequence of callables, as a tuple."""
+    if callable(value):
+        return (value,)
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise TypeError(f"callbacks: expected a callable or a sequence of callables; got {_describe(value)}")
+    for i, callback in enumerate(value):
+        if not callable(callback):
+            raise TypeError(f"callbacks[{i}]: expected a callable callback(model, info); got {_describe(callback)}")
+    return tuple(value)
+
+
+def check_pair(arg, value):
+    """A sequence of exactly two items (such as validation_data=(X_val, y_val)), as a tuple."""
+    if isinstance(value, (str, bytes, np.ndarray, Mapping)) or not isinstance(value, Sequence):
+        raise TypeError(f"{arg}: expected a pair (X, y); got {_describe(value)}")
+    if len(value) != 2:
+        raise ValueError(f"{arg}: expected a pair (X, y); got a sequence of {len(value)} items")
+    return tuple(value)
