@@ -75,8 +75,11 @@ def reference_epochs(weights, biases, activation, loss, X, y, orders, lrs, batch
     losses = []
     first = True
     for order, rates in zip(orders, lrs):
-        losses.append(reference.train_epoch(weights, biases, w_bufs, b_bufs, activation, loss, X, y, order, rates,
-                                            batch_size, drop_last, momentum, nesterov, weight_decay, first))
+        step_loss, diverged = reference.train_epoch(weights, biases, w_bufs, b_bufs, activation, loss, X, y, order,
+                                                    rates, batch_size, drop_last, momentum, nesterov, weight_decay,
+                                                    first)
+        assert not diverged
+        losses.append(step_loss)
         first = False
     return weights, biases, losses
 
