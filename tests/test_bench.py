@@ -8,6 +8,7 @@ import json
 import math
 import types
 
+import numpy as np
 import pytest
 
 import fusedmlp as fm
@@ -121,6 +122,27 @@ def test_quick_run_times_pytorch():
     assert results["frameworks"]["torch"]["version"] == __import__("torch").__version__
     assert results["frameworks"]["torch"]["threads"] == "torch.set_num_threads(1)"
     assert results["settings"]["threads"] == 1
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_peers_train_exactly_like_the_reference(framework):
+    """The comparison is fair only if every peer does the same epoch: same initial parameters,
+    same batches in the same order, same loss and update. A last partial batch included."""
+    if importlib.util.find_spec(framework) is None:
+        pytest.skip(f"{framework} is not installed")
+    config = bench.BenchConfig("odd", (32, 64, 64, 4), 32, 4 * 32 + 7)
+    X, y = bench.synthetic_classification(config.layer_sizes, config.n_samples)
+    initial = bench.initial_parameters(config.layer_sizes)
+    reference = bench._FusedTrainer("numpy", config, X, y, initial)
+    peer = {"torch": bench._TorchTrainer, "jax": bench._JaxTrainer}[framework](config, X, y, initial)
+    reference()
+    peer()
+    expected, actual = reference.parameters(), peer.parameters()
+    for want, got in zip(expected[0] + expected[1], actual[0] + actual[1]):
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    moved = max(np.abs(w - w0).max() for w, w0 in zip(expected[0], initial[0]))
+    assert moved > 1e-3  # the epoch really trained
 
 
 def test_missing_framework_is_recorded_not_fatal(monkeypatch):

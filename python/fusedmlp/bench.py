@@ -32,8 +32,8 @@ layer 3:  sum_l  k_l * 2 * fan_in_l * fan_out_l,  k_0 = 2, k_l = 3 for l >= 1.  
 (bias, activation, loss, update) is not counted, so the fraction is a lower bound of the machine's
 use. Inference counts 1 product per layer.
 
-Timing. Each framework is warmed up first (one epoch, plus a second one when the first was
-shorter than min_run_seconds, to calibrate). A timed run is `calls` back-to-back epochs (or
+Timing. Each framework is warmed up first by two calls (the first may compile or set up lazily;
+the second sizes the timed runs). A timed run is `calls` back-to-back epochs (or
 predict calls), as many as make the run last at least min_run_seconds, and gives the seconds per
 call. The frameworks take turns, run after run (the order rotates each round), so that a burst of
 load from elsewhere on the machine hits all of them alike; the reported figure is the BEST run of
@@ -212,6 +212,9 @@ class _FusedTrainer:
     def __call__(self):
         self._net.fit(self._X, self._y, epochs=1, batch_size=self._batch_size, lr=LEARNING_RATE, shuffle=False)
 
+    def parameters(self):
+        return self._net.weights, self._net.biases
+
 
 class _FusedPredictor:
     def __init__(self, backend, config, X, initial):
@@ -255,6 +258,11 @@ class _TorchTrainer:
             loss = loss_fn(model(X[start:start + self._batch_size]), y[start:start + self._batch_size])
             loss.backward()
             optimizer.step()
+
+    def parameters(self):
+        linears = [layer for layer in self._model if isinstance(layer, self._torch.nn.Linear)]
+        return ([layer.weight.detach().numpy().T.copy() for layer in linears],
+                [layer.bias.detach().numpy().copy() for layer in linears])
 
 
 class _JaxTrainer:
@@ -306,6 +314,9 @@ class _JaxTrainer:
         self._params = self._jax.block_until_ready(params)
         losses.block_until_ready()
 
+    def parameters(self):
+        return [np.asarray(w) for w, _ in self._params], [np.asarray(b) for _, b in self._params]
+
 
 class _SklearnTrainer:
     def __init__(self, config, X, y):
@@ -326,6 +337,9 @@ class _SklearnTrainer:
             self._warnings.simplefilter("ignore")  # convergence chatter; not a timing matter
             self._model.partial_fit(self._X, self._y, classes=self._classes)
 
+    def parameters(self):
+        return [w.copy() for w in self._model.coefs_], [b.copy() for b in self._model.intercepts_]
+
 
 # --- timing ---------------------------------------------------------------------------------
 
@@ -343,11 +357,9 @@ def _measure(tasks, repeats, settle_seconds, min_run_seconds, samples, errors, w
     for name, function in tasks.items():
         try:
             time.sleep(settle_seconds)
-            first = _time_calls(function, 1)
-            seconds = first
-            if first < min_run_seconds:  # the first call may include compilation or caches
-                time.sleep(settle_seconds)
-                seconds = _time_calls(function, 1)
+            first = _time_calls(function, 1)  # may include compilation, lazy set-up, first touch
+            time.sleep(settle_seconds)
+            seconds = _time_calls(function, 1)  # a warm call, to size the timed runs
         except Exception as error:  # a framework failing must not lose the others' figures
             results[name] = {"error": f"{type(error).__name__}: {error}"}
             errors.append(f"{where} {name}: {type(error).__name__}: {error}")
