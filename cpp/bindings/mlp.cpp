@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 
 #include "../kernels/mlp.hpp"
@@ -11,6 +12,10 @@
 namespace fusedmlp::bindings {
 
 namespace {
+
+// How long native training runs between checks for Ctrl-C (Python runs signal handlers only
+// when the main thread holds the GIL).
+constexpr std::chrono::milliseconds kInterruptCheckInterval(50);
 
 template <class T>
 class TargetArrays {
@@ -124,6 +129,28 @@ void bind_mlp_for(py::module_& m, const char* name) {
             },
             py::arg("X").noconvert(), py::arg("y"))
         .def("reset_optimizer", &Mlp<T>::reset_optimizer)
+        .def("get_optimizer_state",
+             [](const Mlp<T>& net, std::size_t layer) {
+                 require_layer(net, layer);
+                 const auto& sizes = net.layer_sizes();
+                 Array<T> w({static_cast<py::ssize_t>(sizes[layer]), static_cast<py::ssize_t>(sizes[layer + 1])});
+                 Array<T> b(static_cast<py::ssize_t>(sizes[layer + 1]));
+                 const bool started = net.get_optimizer_state(layer, w.mutable_data(), b.mutable_data());
+                 return py::make_tuple(w, b, started);
+             })
+        .def(
+            "set_optimizer_state",
+            [](Mlp<T>& net, std::size_t layer, const Array<T>& w, const Array<T>& b, bool started) {
+                require_layer(net, layer);
+                const auto& sizes = net.layer_sizes();
+                require_shape(w, {static_cast<py::ssize_t>(sizes[layer]), static_cast<py::ssize_t>(sizes[layer + 1])},
+                              "w_momentum");
+                require_shape(b, {static_cast<py::ssize_t>(sizes[layer + 1])}, "b_momentum");
+                py::gil_scoped_release release;
+                net.set_optimizer_state(layer, w.data(), b.data(), started);
+            },
+            py::arg("layer"), py::arg("w_momentum").noconvert(), py::arg("b_momentum").noconvert(),
+            py::arg("started"))
         .def(
             "train_epoch",
             [](Mlp<T>& net, const Array<T>& x, const py::array& y, const Labels& order, std::size_t batch_size,
@@ -144,12 +171,18 @@ void bind_mlp_for(py::module_& m, const char* name) {
                 Array<double> step_loss(static_cast<py::ssize_t>(steps));
                 double* step_loss_data = step_loss.mutable_data();
                 const SgdConfig config{momentum, nesterov, weight_decay};
-                {
-                    py::gil_scoped_release release;
-                    net.train_epoch(x.data(), targets.targets(), idx, length, batch_size, steps, lrs.data(), config,
-                                    step_loss_data);
+                typename Mlp<T>::Progress progress{0, false};
+                while (progress.next_step < steps && !progress.diverged) {
+                    {
+                        py::gil_scoped_release release;
+                        progress = net.train_steps(x.data(), targets.targets(), idx, length, batch_size,
+                                                   progress.next_step, steps, lrs.data(), config, step_loss_data,
+                                                   std::chrono::steady_clock::now() + kInterruptCheckInterval);
+                    }
+                    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
                 }
-                return step_loss;
+                if (progress.next_step < steps) step_loss = Array<double>(static_cast<py::ssize_t>(progress.next_step), step_loss_data);
+                return py::make_tuple(step_loss, progress.diverged);
             },
             py::arg("X").noconvert(), py::arg("y"), py::arg("order").noconvert(), py::arg("batch_size"),
             py::arg("drop_last"), py::arg("lrs").noconvert(), py::arg("momentum"), py::arg("nesterov"),

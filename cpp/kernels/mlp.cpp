@@ -1,6 +1,7 @@
 #include "mlp.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <mutex>
 #include <utility>
 
@@ -59,6 +60,8 @@ Mlp<T>::Mlp(std::vector<std::size_t> layer_sizes, Activation hidden, Loss loss)
         w_[l].assign(sizes_[l] * sizes_[l + 1], T(0));
         b_[l].assign(sizes_[l + 1], T(0));
     }
+    w_next_ = w_;
+    b_next_ = b_;
 }
 
 template <class T>
@@ -147,6 +150,42 @@ void Mlp<T>::reset_optimizer() {
 }
 
 template <class T>
+bool Mlp<T>::get_optimizer_state(std::size_t layer, T* w_buf, T* b_buf) const {
+    std::shared_lock lock(mutex_);
+    if (w_momentum_.empty()) {
+        std::fill_n(w_buf, w_[layer].size(), T(0));
+        std::fill_n(b_buf, b_[layer].size(), T(0));
+    } else {
+        std::copy(w_momentum_[layer].begin(), w_momentum_[layer].end(), w_buf);
+        std::copy(b_momentum_[layer].begin(), b_momentum_[layer].end(), b_buf);
+    }
+    return optimizer_started_;
+}
+
+template <class T>
+void Mlp<T>::set_optimizer_state(std::size_t layer, const T* w_buf, const T* b_buf, bool started) {
+    std::unique_lock lock(mutex_);
+    allocate_momentum();
+    std::copy_n(w_buf, w_momentum_[layer].size(), w_momentum_[layer].begin());
+    std::copy_n(b_buf, b_momentum_[layer].size(), b_momentum_[layer].begin());
+    optimizer_started_ = started;
+}
+
+template <class T>
+void Mlp<T>::allocate_momentum() {
+    if (!w_momentum_.empty()) return;
+    const std::size_t layers = layer_count();
+    w_momentum_.resize(layers);
+    b_momentum_.resize(layers);
+    for (std::size_t l = 0; l < layers; ++l) {
+        w_momentum_[l].assign(w_[l].size(), T(0));
+        b_momentum_[l].assign(b_[l].size(), T(0));
+    }
+    w_momentum_next_ = w_momentum_;
+    b_momentum_next_ = b_momentum_;
+}
+
+template <class T>
 void Mlp<T>::gather_batch(const T* x, Targets<T> y, const std::int64_t* rows, std::size_t count) {
     Workspace<T>& ws = workspace_;
     const std::size_t d = sizes_[0];
@@ -174,11 +213,40 @@ Targets<T> Mlp<T>::batch_targets() const {
 }
 
 template <class T>
-void Mlp<T>::train_epoch(const T* x, Targets<T> y, const std::int64_t* order, std::size_t order_length,
-                         std::size_t batch_size, std::size_t steps, const double* lrs, const SgdConfig& config,
-                         double* step_loss) {
+bool Mlp<T>::apply_update(double lr, const SgdConfig& config) {
+    const SgdStep<T> weight_step(lr, config, !optimizer_started_);
+    SgdConfig bias_config = config;
+    bias_config.weight_decay = 0;
+    const SgdStep<T> bias_step(lr, bias_config, !optimizer_started_);
+    const bool momentum = config.momentum != 0;
+    bool finite = true;
+    for (std::size_t l = 0; l < layer_count() && finite; ++l) {
+        const T* w_buf = momentum ? w_momentum_[l].data() : nullptr;
+        const T* b_buf = momentum ? b_momentum_[l].data() : nullptr;
+        T* w_buf_next = momentum ? w_momentum_next_[l].data() : nullptr;
+        T* b_buf_next = momentum ? b_momentum_next_[l].data() : nullptr;
+        finite = sgd_update_into(w_[l].size(), w_[l].data(), workspace_.dw[l].data(), w_buf, w_next_[l].data(),
+                                 w_buf_next, weight_step) &&
+                 sgd_update_into(b_[l].size(), b_[l].data(), workspace_.db[l].data(), b_buf, b_next_[l].data(),
+                                 b_buf_next, bias_step);
+    }
+    if (!finite) return false;
+    w_.swap(w_next_);
+    b_.swap(b_next_);
+    if (momentum) {
+        w_momentum_.swap(w_momentum_next_);
+        b_momentum_.swap(b_momentum_next_);
+    }
+    optimizer_started_ = true;
+    return true;
+}
+
+template <class T>
+typename Mlp<T>::Progress Mlp<T>::train_steps(const T* x, Targets<T> y, const std::int64_t* order,
+                                              std::size_t order_length, std::size_t batch_size, std::size_t first,
+                                              std::size_t steps, const double* lrs, const SgdConfig& config,
+                                              double* step_loss, std::chrono::steady_clock::time_point deadline) {
     std::unique_lock lock(mutex_);
-    const std::size_t layers = layer_count();
     const std::size_t rows_max = std::min(batch_size, order_length);
     workspace_.reserve(sizes_, rows_max);
     workspace_.x.resize(std::max(workspace_.x.size(), rows_max * sizes_[0]));
@@ -187,31 +255,17 @@ void Mlp<T>::train_epoch(const T* x, Targets<T> y, const std::int64_t* order, st
     } else {
         workspace_.targets.resize(std::max(workspace_.targets.size(), rows_max * sizes_.back()));
     }
-    if (config.momentum != 0 && w_momentum_.size() != layers) {
-        w_momentum_.resize(layers);
-        b_momentum_.resize(layers);
-        for (std::size_t l = 0; l < layers; ++l) {
-            w_momentum_[l].assign(w_[l].size(), T(0));
-            b_momentum_[l].assign(b_[l].size(), T(0));
-        }
-    }
-    SgdConfig bias_config = config;
-    bias_config.weight_decay = 0;
-    for (std::size_t step = 0; step < steps; ++step) {
+    if (config.momentum != 0) allocate_momentum();
+    for (std::size_t step = first; step < steps; ++step) {
         const std::size_t start = step * batch_size;
         const std::size_t rows = std::min(batch_size, order_length - start);
         gather_batch(x, y, order + start, rows);
-        step_loss[step] = compute_gradients(workspace_, rows, workspace_.x.data(), batch_targets());
-        for (std::size_t l = 0; l < layers; ++l) {
-            T* w_buf = config.momentum != 0 ? w_momentum_[l].data() : nullptr;
-            T* b_buf = config.momentum != 0 ? b_momentum_[l].data() : nullptr;
-            sgd_update(w_[l].size(), w_[l].data(), workspace_.dw[l].data(), w_buf, lrs[step], config,
-                       !optimizer_started_);
-            sgd_update(b_[l].size(), b_[l].data(), workspace_.db[l].data(), b_buf, lrs[step], bias_config,
-                       !optimizer_started_);
-        }
-        optimizer_started_ = true;
+        const double value = compute_gradients(workspace_, rows, workspace_.x.data(), batch_targets());
+        step_loss[step] = value;
+        if (!std::isfinite(value) || !apply_update(lrs[step], config)) return {step + 1, true};
+        if (std::chrono::steady_clock::now() >= deadline) return {step + 1, false};
     }
+    return {steps, false};
 }
 
 template struct Workspace<float>;

@@ -2,6 +2,7 @@
 // native memory: whole epochs of mini-batch SGD run here without returning to the caller.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <shared_mutex>
@@ -53,16 +54,33 @@ public:
     // Forget the momentum buffers: the next step is a first step.
     void reset_optimizer();
 
-    // One epoch: batches are consecutive slices of `order` (indices into the n samples of x and
-    // y) of batch_size rows, `steps` of them (the last may be partial); step s uses lrs[s] and
-    // writes its loss (before the update) to step_loss[s].
-    void train_epoch(const T* x, Targets<T> y, const std::int64_t* order, std::size_t order_length,
-                     std::size_t batch_size, std::size_t steps, const double* lrs, const SgdConfig& config,
-                     double* step_loss);
+    // Copies of each layer's momentum buffers (zeros before any step with momentum) and
+    // whether a step has been taken since the last reset; and their replacement.
+    bool get_optimizer_state(std::size_t layer, T* w_buf, T* b_buf) const;
+    void set_optimizer_state(std::size_t layer, const T* w_buf, const T* b_buf, bool started);
+
+    struct Progress {
+        std::size_t next_step;  // the first step not yet run
+        bool diverged;          // the step before next_step diverged and was not applied
+    };
+
+    // Steps [first, steps) of an epoch: batches are consecutive slices of `order` (indices
+    // into the n samples of x and y) of batch_size rows, the last possibly partial; step s
+    // uses lrs[s] and writes its loss (before the update) to step_loss[s]. Returns after the
+    // first step that ends at or past `deadline`, so that a caller can react to interrupts
+    // between calls, or after a step that diverges: its loss or a parameter value it would
+    // write is non-finite, and the parameters and momentum stay as they were before it.
+    Progress train_steps(const T* x, Targets<T> y, const std::int64_t* order, std::size_t order_length,
+                         std::size_t batch_size, std::size_t first, std::size_t steps, const double* lrs,
+                         const SgdConfig& config, double* step_loss,
+                         std::chrono::steady_clock::time_point deadline);
 
 private:
     // Forward and backward over `rows` samples of x into ws.z, ws.h, ws.dw and ws.db.
     double compute_gradients(Workspace<T>& ws, std::size_t rows, const T* x, Targets<T> batch_targets) const;
+    // The update of every layer into the *_next_ buffers, swapped in only if all of it is finite.
+    bool apply_update(double lr, const SgdConfig& config);
+    void allocate_momentum();
     void gather_batch(const T* x, Targets<T> y, const std::int64_t* rows, std::size_t count);
     Targets<T> batch_targets() const;
 
@@ -70,7 +88,9 @@ private:
     Activation hidden_;
     Loss loss_;
     std::vector<std::vector<T>> w_, b_;
-    std::vector<std::vector<T>> w_momentum_, b_momentum_;
+    std::vector<std::vector<T>> w_momentum_, b_momentum_;  // empty until a step uses momentum
+    // Where each step writes its updated values before they replace the current ones.
+    std::vector<std::vector<T>> w_next_, b_next_, w_momentum_next_, b_momentum_next_;
     bool optimizer_started_ = false;
     Workspace<T> workspace_;
     // Training and set_layer are exclusive; reads (forward, gradients, get_layer) may overlap.

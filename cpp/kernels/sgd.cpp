@@ -3,27 +3,36 @@
 namespace fusedmlp {
 
 template <class T>
-void sgd_update(std::size_t count, T* param, const T* grad, T* buf, double lr, const SgdConfig& config,
-                bool first_step) {
-    const T rate = T(lr);
-    const T mu = T(config.momentum);
-    const T decay = T(config.weight_decay);
-    const bool has_decay = config.weight_decay != 0;
-    if (config.momentum == 0) {
+bool sgd_update_into(std::size_t count, const T* param_in, const T* grad, const T* buf_in, T* param_out, T* buf_out,
+                     const SgdStep<T>& step) {
+    // x - x is 0 for finite x and NaN otherwise: one branch-free accumulation per value.
+    T check = T(0);
+    if (!step.momentum) {
         for (std::size_t i = 0; i < count; ++i) {
-            const T g = has_decay ? grad[i] + decay * param[i] : grad[i];
-            param[i] -= rate * g;
+            const T p = step.apply(param_in[i], grad[i], T(0), nullptr);
+            param_out[i] = p;
+            check += p - p;
         }
-        return;
+    } else {
+        for (std::size_t i = 0; i < count; ++i) {
+            const T p = step.apply(param_in[i], grad[i], buf_in[i], buf_out + i);
+            param_out[i] = p;
+            check += p - p;
+        }
     }
-    for (std::size_t i = 0; i < count; ++i) {
-        const T g = has_decay ? grad[i] + decay * param[i] : grad[i];
-        const T b = first_step ? g : mu * buf[i] + g;
-        buf[i] = b;
-        param[i] -= rate * (config.nesterov ? g + mu * b : b);
-    }
+    return check == T(0);
 }
 
+template <class T>
+void sgd_update(std::size_t count, T* param, const T* grad, T* buf, double lr, const SgdConfig& config,
+                bool first_step) {
+    sgd_update_into(count, param, grad, buf, param, buf, SgdStep<T>(lr, config, first_step));
+}
+
+template bool sgd_update_into<float>(std::size_t, const float*, const float*, const float*, float*, float*,
+                                     const SgdStep<float>&);
+template bool sgd_update_into<double>(std::size_t, const double*, const double*, const double*, double*, double*,
+                                      const SgdStep<double>&);
 template void sgd_update<float>(std::size_t, float*, const float*, float*, double, const SgdConfig&, bool);
 template void sgd_update<double>(std::size_t, double*, const double*, double*, double, const SgdConfig&, bool);
 

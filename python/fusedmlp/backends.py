@@ -6,8 +6,13 @@ small interface over arrays already validated and converted by the MLP:
     logits(X) / outputs(X)                         last layer, before / after its activation
     loss_and_grad(X, y) -> (loss, dW, db)
     reset_optimizer()                              the next step starts fresh momentum
+    get_optimizer_state() -> (w_momentum, b_momentum, started)   copies; zeros before momentum
+    set_optimizer_state(w_momentum, b_momentum, started)
     train_epoch(X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay)
-        -> the loss of each step, parameters updated in place
+        -> (step_loss, diverged): the loss of each step that ran, parameters updated in place.
+        A step diverges when its loss or a parameter value it would write is non-finite; it is
+        not applied (parameters and momentum stay as before it), its loss is the last entry of
+        step_loss, and the epoch stops there.
 """
 
 from __future__ import annotations
@@ -62,12 +67,22 @@ class NumpyBackend:
         self._b_momentum = [np.zeros_like(b) for b in self._biases]
         self._first_step = True
 
+    def get_optimizer_state(self):
+        return ([b.copy() for b in self._w_momentum], [b.copy() for b in self._b_momentum],
+                not self._first_step)
+
+    def set_optimizer_state(self, w_momentum, b_momentum, started):
+        self._w_momentum = [b.copy() for b in w_momentum]
+        self._b_momentum = [b.copy() for b in b_momentum]
+        self._first_step = not started
+
     def train_epoch(self, X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay):
-        step_loss = reference.train_epoch(
+        step_loss, diverged = reference.train_epoch(
             self._weights, self._biases, self._w_momentum, self._b_momentum, self._activation, self._loss,
             X, y, order, lrs, batch_size, drop_last, momentum, nesterov, weight_decay, self._first_step)
-        self._first_step = self._first_step and len(step_loss) == 0
-        return step_loss
+        applied = len(step_loss) - int(diverged)
+        self._first_step = self._first_step and applied == 0
+        return step_loss, diverged
 
 
 class CpuBackend:
@@ -103,6 +118,15 @@ class CpuBackend:
 
     def reset_optimizer(self):
         self._net.reset_optimizer()
+
+    def get_optimizer_state(self):
+        layers = [self._net.get_optimizer_state(l) for l in range(len(self._net.layer_sizes) - 1)]
+        started = bool(layers[0][2])
+        return [w for w, _, _ in layers], [b for _, b, _ in layers], started
+
+    def set_optimizer_state(self, w_momentum, b_momentum, started):
+        for l, (w, b) in enumerate(zip(w_momentum, b_momentum)):
+            self._net.set_optimizer_state(l, w, b, bool(started))
 
     def train_epoch(self, X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay):
         return self._net.train_epoch(X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay)

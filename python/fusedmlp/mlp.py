@@ -195,7 +195,7 @@ class MLP:
             order = rng.permutation(n) if shuffle else np.arange(n)
             lrs = warmup_rates(lr, warmup_steps, epoch * len(bounds), len(bounds))
             started = time.perf_counter()
-            step_loss = self._backend.train_epoch(X, y, order.astype(np.int64, copy=False), batch_size, drop_last,
+            step_loss, _ = self._backend.train_epoch(X, y, order.astype(np.int64, copy=False), batch_size, drop_last,
                                                   lrs, momentum, nesterov, weight_decay)
             epoch_times.append(time.perf_counter() - started)
             step_losses.append(step_loss)

@@ -232,8 +232,13 @@ def batch_bounds(n, batch_size, drop_last):
 
 def train_epoch(weights, biases, w_bufs, b_bufs, activation, loss, x, y, order, lrs,
                 batch_size, drop_last, momentum, nesterov, weight_decay, first_step):
-    """One epoch of mini-batch SGD in place over the batches of x[order]; returns each
-    step's loss. first_step says whether the momentum buffers are still unset."""
+    """One epoch of mini-batch SGD over the batches of x[order], replacing the entries of
+    weights, biases and (with momentum) the buffer lists as each step completes; first_step says
+    whether the momentum buffers are still unset.
+
+    Returns (step_loss, diverged). A step diverges when its loss or any parameter value it
+    would write is non-finite; it is then not applied, the epoch stops, and its loss is the
+    last entry of step_loss."""
     bounds = batch_bounds(len(order), batch_size, drop_last)
     if len(lrs) != len(bounds):
         raise ValueError(f"lrs: expected {len(bounds)} learning rates, got {len(lrs)}")
@@ -241,9 +246,26 @@ def train_epoch(weights, biases, w_bufs, b_bufs, activation, loss, x, y, order, 
     for step, (start, stop) in enumerate(bounds):
         rows = order[start:stop]
         value, dWs, dbs = network_loss_and_grad(weights, biases, activation, loss, x[rows], y[rows])
-        for W, b, dW, db, wbuf, bbuf in zip(weights, biases, dWs, dbs, w_bufs, b_bufs):
-            sgd_update(W, dW, wbuf, lrs[step], momentum, nesterov, weight_decay, first_step)
-            sgd_update(b, db, bbuf, lrs[step], momentum, nesterov, 0.0, first_step)
-        first_step = False
         step_loss[step] = value
-    return step_loss
+        updated = _sgd_step_out_of_place(weights, biases, w_bufs, b_bufs, dWs, dbs, lrs[step], momentum,
+                                         nesterov, weight_decay, first_step) if np.isfinite(value) else None
+        if updated is None:
+            return step_loss[:step + 1], True
+        for target, values in zip((weights, biases, w_bufs, b_bufs), updated):
+            target[:] = values
+        first_step = False
+    return step_loss, False
+
+
+def _sgd_step_out_of_place(weights, biases, w_bufs, b_bufs, dWs, dbs, lr, momentum, nesterov, weight_decay,
+                           first_step):
+    """The SGD update of every layer into new arrays, or None if any new parameter is not finite."""
+    new_w, new_b = [W.copy() for W in weights], [b.copy() for b in biases]
+    new_wbuf = [buf.copy() for buf in w_bufs] if momentum != 0 else list(w_bufs)
+    new_bbuf = [buf.copy() for buf in b_bufs] if momentum != 0 else list(b_bufs)
+    for l in range(len(weights)):
+        sgd_update(new_w[l], dWs[l], new_wbuf[l], lr, momentum, nesterov, weight_decay, first_step)
+        sgd_update(new_b[l], dbs[l], new_bbuf[l], lr, momentum, nesterov, 0.0, first_step)
+        if not (np.isfinite(new_w[l]).all() and np.isfinite(new_b[l]).all()):
+            return None
+    return new_w, new_b, new_wbuf, new_bbuf
