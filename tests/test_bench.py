@@ -221,6 +221,12 @@ def test_targets_verdicts():
     }
 
 
+def test_busy_machine_is_flagged():
+    assert bench.machine_busy({"usable_cpus": 2, "load_average": [1.5, 1, 1], "load_average_end": [2.0, 1, 1]}) is None
+    warning = bench.machine_busy({"usable_cpus": 2, "load_average": [1.5, 1, 1], "load_average_end": [7.25, 3, 1]})
+    assert "1.5 -> 7.2" in warning and "2 cores" in warning
+
+
 # --- command line ---------------------------------------------------------------------------
 
 def test_register_parses_every_option():

@@ -402,15 +402,35 @@ def measure_roofline(size=ROOFLINE_SIZE, repeats=3, settle_seconds=DEFAULT_SETTL
 
 # --- machine and frameworks -----------------------------------------------------------------
 
-def _cpu_model():
+_ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_tile")
+_DISTRIBUTIONS = {"numpy": "numpy", "torch": "torch", "jax": "jax", "jaxlib": "jaxlib", "sklearn": "scikit-learn",
+                  "threadpoolctl": "threadpoolctl"}
+
+
+def _cpu_model_and_flags():
+    """The CPU's model name and which of _ISA_FLAGS it reports (Linux /proc/cpuinfo)."""
+    model, flags = None, set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
             for line in cpuinfo:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key == "model name" and model is None:
+                    model = value.strip()
+                elif key == "flags" and not flags:
+                    flags = set(value.split())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return model or platform.processor() or platform.machine(), [flag for flag in _ISA_FLAGS if flag in flags]
+
+
+def _installed_version(distribution):
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _usable_cores():
@@ -429,8 +449,10 @@ def _native_module():
 def machine_info():
     """CPU, cores, the native ISA, library versions, BLAS and the environment variables that matter."""
     native = _native_module()
+    model, flags = _cpu_model_and_flags()
     info = {
-        "cpu_model": _cpu_model(),
+        "cpu_model": model,
+        "cpu_isa_flags": flags,
         "logical_cpus": os.cpu_count(),
         "usable_cpus": _usable_cores(),
         "platform": platform.platform(),
@@ -441,14 +463,12 @@ def machine_info():
         "native_available_isas": (list(native.available_isas())
                                   if native is not None and hasattr(native, "available_isas") else None),
         "native_openmp": bool(getattr(native, "OPENMP", False)) if native is not None else None,
-        "versions": {"numpy": np.__version__},
+        "versions": {name: _installed_version(distribution) for name, distribution in _DISTRIBUTIONS.items()},
         "environment": {name: os.environ.get(name) for name in (
             "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
             "FUSEDMLP_ISA", "XLA_FLAGS")},
     }
-    for framework, module_name in _IMPORT_NAMES.items():
-        module = sys.modules.get(module_name)
-        info["versions"][framework] = getattr(module, "__version__", None) if module is not None else None
+    info["versions"]["numpy"] = np.__version__  # the one imported, whatever the metadata says
     try:
         from threadpoolctl import threadpool_info
 
@@ -706,6 +726,7 @@ def _run_config(config, runnable, modules, repeats, settle_seconds, min_run_seco
         except Exception as error:
             errors.append(f"{where} {name}: {type(error).__name__}: {error}")
     train = _measure(tasks, repeats, settle_seconds, min_run_seconds, config.n_samples, errors, where)
+    _say_rates(say, config.name, train)
     for name in runnable:
         train.setdefault(name, {"error": "could not be set up (see errors)"})
     entry["train_float32"] = train
@@ -718,6 +739,7 @@ def _run_config(config, runnable, modules, repeats, settle_seconds, min_run_seco
         tasks = {name: _FusedTrainer(name, config, X64, y, initial) for name in fused}
         rows = _measure(tasks, repeats, settle_seconds, min_run_seconds, config.n_samples, errors,
                         f"{config.name} train float64")
+        _say_rates(say, config.name, rows)
         rows["ratio"] = _ratio(_rate(rows, NATIVE), _rate(rows, REFERENCE))
         entry["train_float64"] = rows
     if predict and fused:
@@ -725,9 +747,14 @@ def _run_config(config, runnable, modules, repeats, settle_seconds, min_run_seco
         tasks = {name: _FusedPredictor(name, config, X, initial) for name in fused}
         rows = _measure(tasks, repeats, settle_seconds, min_run_seconds, config.n_samples, errors,
                         f"{config.name} predict float32")
+        _say_rates(say, config.name, rows)
         rows["ratio"] = _ratio(_rate(rows, NATIVE), _rate(rows, REFERENCE))
         entry["predict_float32"] = rows
     return entry
+
+
+def _say_rates(say, config_name, rows):
+    say(f"{config_name}: " + ", ".join(f"{name} {_cell(result)}/s" for name, result in rows.items()))
 
 
 def _target_value(entry, metric):
@@ -790,8 +817,9 @@ def format_results(results):
         f"fusedmlp bench: float32 {settings['activation']} + {settings['loss']}, one epoch of SGD "
         f"(lr {settings['lr']:g}, shuffle off), {settings['statistic']} of {settings['repeats']} timed runs after a "
         f"warm-up{' (--quick: ' + str(QUICK_BATCHES) + ' batches per epoch)' if settings['quick'] else ''}",
-        f"machine: {machine['cpu_model']}, {machine['usable_cpus']} usable cores, native ISA "
-        f"{machine['native_isa'] or 'unknown'}; {settings['threads']} threads per framework; {versions}",
+        f"machine: {machine['cpu_model']}, {machine['usable_cpus']} usable cores ({' '.join(machine.get('cpu_isa_flags') or [])}), "
+        f"native ISA {machine['native_isa'] or 'not reported'}; {settings['threads']} threads per framework",
+        f"versions: {versions}",
         f"roofline: NumPy float32 matmul {roofline['size']}x{roofline['size']}: {roofline['gflops']:.1f} GFLOP/s "
         f"(start {roofline['gflops_start']:.1f}, end {roofline['gflops_end']:.1f})",
         f"training FLOPs/sample: {results['flops_formula']['train']}",
@@ -799,6 +827,9 @@ def format_results(results):
     slow = [name for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if machine["environment"].get(name)]
     if slow:
         lines.append(f"WARNING: {' and '.join(slow)} set: NumPy's BLAS is slowed, the comparison is unfair")
+    busy = machine_busy(machine)
+    if busy:
+        lines.append(f"WARNING: {busy}")
     for name in settings["frameworks"]:
         info = results["frameworks"][name]
         if not info["available"]:
@@ -832,6 +863,18 @@ def format_results(results):
     if results["errors"]:
         lines += ["", "errors:"] + [f"  {error}" for error in results["errors"]]
     return "\n".join(lines)
+
+
+def machine_busy(machine):
+    """A warning when other work loaded the machine during the run (1-minute load average above
+    the usable cores at its start or end), else None: then every framework's threads compete
+    for cores and the figures swing by large factors."""
+    loads = [load[0] for load in (machine.get("load_average"), machine.get("load_average_end")) if load]
+    cores = machine.get("usable_cpus") or 1
+    if not loads or max(loads) <= cores:
+        return None
+    return (f"the machine was busy with other work (1-minute load average {' -> '.join(f'{x:.1f}' for x in loads)} "
+            f"on {cores} cores): figures are unreliable; rerun on a quiet machine or raise --repeats")
 
 
 def _percent(fraction):
@@ -941,7 +984,7 @@ def _command_line():
 
 def run_from_args(args):
     """Run `fusedmlp bench` from parsed arguments; returns the exit status (0 done, 1 a framework
-    failed or the JSON could not be written, 2 bad arguments)."""
+    failed or the JSON could not be written, 2 bad arguments, 130 interrupted by Ctrl-C)."""
     json_path = os.path.abspath(args.json)
     folder = os.path.dirname(json_path)
     if os.path.isdir(json_path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
@@ -956,6 +999,9 @@ def run_from_args(args):
     except (ValueError, TypeError) as error:
         print(f"fusedmlp bench: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("fusedmlp bench: interrupted; nothing written", file=sys.stderr)
+        return 130
     print(format_results(results))
     try:
         write_json(results, json_path)
