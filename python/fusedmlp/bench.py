@@ -655,8 +655,8 @@ def run_benchmarks(configs=None, frameworks=None, repeats=DEFAULT_REPEATS, quick
             "min_run_seconds": min_run_seconds, "dtype": "float32", "activation": ACTIVATION, "loss": LOSS,
             "optimizer": "SGD, no momentum, no weight decay", "lr": LEARNING_RATE, "epochs": 1, "shuffle": False,
             "data_seed": DATA_SEED, "model_seed": MODEL_SEED,
-            "timing": ("samples/s = samples per epoch / seconds of the best timed run's per-epoch time, after a "
-                       "warm-up; frameworks interleaved with a settle pause before each run; JAX compile time "
+            "timing": ("samples/s = samples per epoch / seconds of the best timed run's per-epoch time, after two "
+                       "warm-up calls; frameworks interleaved with a settle pause before each run; JAX compile time "
                        "excluded"),
         },
         "flops_formula": {"train": TRAINING_FLOPS_FORMULA, "predict": PREDICT_FLOPS_FORMULA,
@@ -815,9 +815,10 @@ def format_results(results):
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items() if version)
     lines = [
         f"fusedmlp bench: float32 {settings['activation']} + {settings['loss']}, one epoch of SGD "
-        f"(lr {settings['lr']:g}, shuffle off), {settings['statistic']} of {settings['repeats']} timed runs after a "
-        f"warm-up{' (--quick: ' + str(QUICK_BATCHES) + ' batches per epoch)' if settings['quick'] else ''}",
-        f"machine: {machine['cpu_model']}, {machine['usable_cpus']} usable cores ({' '.join(machine.get('cpu_isa_flags') or [])}), "
+        f"(lr {settings['lr']:g}, shuffle off), {settings['statistic']} of {settings['repeats']} timed runs after two "
+        f"warm-up calls{' (--quick: ' + str(QUICK_BATCHES) + ' batches per epoch)' if settings['quick'] else ''}",
+        f"machine: {machine['cpu_model']}, {machine['usable_cpus']} usable cores"
+        f"{' (' + ' '.join(machine['cpu_isa_flags']) + ')' if machine.get('cpu_isa_flags') else ''}, "
         f"native ISA {machine['native_isa'] or 'not reported'}; {settings['threads']} threads per framework",
         f"versions: {versions}",
         f"roofline: NumPy float32 matmul {roofline['size']}x{roofline['size']}: {roofline['gflops']:.1f} GFLOP/s "
