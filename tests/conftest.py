@@ -23,6 +23,13 @@ def assert_matches_reference(actual, expected, dtype, tolerance=None):
     assert error <= tolerance, f"relative error {error:.3g} > {tolerance:.0e}"
 
 
+# The backends this machine can run: "cuda" only with a usable GPU. Tests that compare every
+# backend iterate these; the `backend` fixture below reports the others as skipped.
+AVAILABLE_BACKENDS = tuple(b for b in fm.BACKENDS if b != "cuda" or fm.cuda_available())
+
+
 @pytest.fixture(params=fm.BACKENDS)
 def backend(request):
+    if request.param == "cuda" and not fm.cuda_available():
+        pytest.skip(f"no CUDA backend here: {fm.cuda_unavailable_reason()}")
     return request.param

@@ -14,7 +14,7 @@ import fusedmlp as fm
 from fusedmlp import schedules
 from fusedmlp.errors import DivergenceError
 from fusedmlp.history import EpochInfo, History
-from conftest import relative_error
+from conftest import AVAILABLE_BACKENDS, relative_error
 
 
 def classification(n=150, d=6, k=3, seed=0):
@@ -299,7 +299,7 @@ def test_partial_fit_continues_one_fit(backend, kwargs):
 
 def test_partial_fit_continues_alike_on_both_backends():
     X, y = classification(100)
-    nets = {b: fm.MLP([6, 16, 3], activation="tanh", backend=b, dtype="float64", seed=2) for b in fm.BACKENDS}
+    nets = {b: fm.MLP([6, 16, 3], activation="tanh", backend=b, dtype="float64", seed=2) for b in AVAILABLE_BACKENDS}
     for net in nets.values():
         net.partial_fit(X, y, epochs=2, batch_size=16, lr=schedules.step_decay(0.1, 5, 0.5), momentum=0.9)
         net.partial_fit(X, y, epochs=2, batch_size=16, lr=schedules.step_decay(0.1, 5, 0.5), momentum=0.9)

@@ -1,6 +1,7 @@
 """Model files: exact round trips, no pickle, atomic saves, and a clear ValueError for every
 damaged or foreign file."""
 
+import io
 import json
 import os
 import re
@@ -143,7 +144,8 @@ def test_the_file_holds_no_pickle(tmp_path, backend):
         assert members[f"W{l}"].tobytes() == w.tobytes() and members[f"W{l}"].dtype == np.float32
         assert members[f"b{l}"].tobytes() == b.tobytes()
     meta = json.loads(members["meta"].tobytes().decode("utf-8"))
-    assert meta["format"] == "fusedmlp-model" and meta["format_version"] == 1
+    assert meta["format"] == "fusedmlp-model" and meta["format_version"] == 2
+    assert meta["optimizer"] is None
     assert meta["layer_sizes"] == [5, 6, 4, 3] and meta["dtype"] == "float32"
     assert meta["library_version"] == fm.__version__
     with zipfile.ZipFile(path) as archive:
@@ -196,9 +198,25 @@ def test_saving_onto_a_folder_fails_and_leaves_no_temporary(tmp_path):
 
 
 def test_saving_into_a_missing_folder_is_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        trained().save(tmp_path / "missing" / "model.npz")
+    path = tmp_path / "missing" / "model.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        trained().save(path)
+    assert info.value.filename == os.fspath(path)  # the path given, not the temporary file
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="POSIX permissions; root ignores them")
+def test_saving_into_a_read_only_folder_is_permission_error(tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError) as info:
+            trained().save(folder / "model.npz")
+    finally:
+        folder.chmod(0o755)
+    assert info.value.filename == os.fspath(folder / "model.npz")
+    assert os.listdir(folder) == []
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
@@ -353,13 +371,35 @@ def test_a_foreign_description_is_rejected(tmp_path, saved):
     assert "does not name the fusedmlp model format" in str(info.value)
 
 
-@pytest.mark.parametrize("version", [2, 0, -1, "1", 1.0, True, None])
+@pytest.mark.parametrize("version", [3, 99, 2**70, 0, -1, "2", 2.0, True, None])
 def test_an_unknown_format_version_is_rejected(tmp_path, saved, version):
+    """Newer versions (3 and up) among them: a file from a newer library is refused, clearly."""
     good = _write(tmp_path / "good.npz", saved[1])
     path = _rewrite(good, tmp_path / "version.npz", change_meta=lambda meta: meta.update(format_version=version))
     with bad_file_error(path) as info:
         fm.load(path)
-    assert f"format version {version!r}; this library reads versions 1 to 1" in str(info.value)
+    assert f"format version {version!r}; this library reads versions 1 to 2" in str(info.value)
+
+
+def test_a_version_1_file_still_loads(tmp_path, saved):
+    """Version 1: the same layout without the optimizer field."""
+    net, data = saved
+    good = _write(tmp_path / "good.npz", data)
+
+    def as_version_1(meta):
+        del meta["optimizer"]
+        meta["format_version"] = 1
+
+    path = _rewrite(good, tmp_path / "v1.npz", change_meta=as_version_1)
+    assert_same_model(fm.load(path, backend="cpu"), net, "cpu")
+
+
+def test_a_version_2_file_needs_the_optimizer_field(tmp_path, saved):
+    good = _write(tmp_path / "good.npz", saved[1])
+    path = _rewrite(good, tmp_path / "v2.npz", change_meta=lambda meta: meta.pop("optimizer"))
+    with bad_file_error(path) as info:
+        fm.load(path)
+    assert "'optimizer'" in str(info.value)
 
 
 def test_a_description_that_is_not_json_is_rejected(tmp_path, saved):
@@ -461,3 +501,182 @@ def test_load_checks_its_own_arguments(tmp_path, saved):
         fm.load(123)
     with pytest.raises(TypeError, match=r"^path: expected a str, bytes or os.PathLike file name; got None"):
         trained().save(None)
+
+
+# --- optimizer state -----------------------------------------------------------------------
+
+
+def _momentum_trained(backend, dtype="float64"):
+    net = trained(backend, dtype, "mse")
+    net._global_step = 17  # what partial_fit's schedule counter would hold
+    return net
+
+
+def _continue(net, epochs=2):
+    """More steps that carry on the optimizer state (no reset), straight on the backend."""
+    X_in = net._features(X)
+    y_in = fusedmlp._validation.as_targets(TARGETS[net.loss], net.loss, X_in.shape[0], net.n_outputs, net.dtype)
+    order = np.arange(X_in.shape[0], dtype=np.int64)[::-1].copy()
+    losses = []
+    for _ in range(epochs):
+        step_loss, diverged = net._backend.train_epoch(X_in, y_in, order, 5, False, np.full(5, 0.05), 0.9, True, 1e-3)
+        assert not diverged
+        losses.append(step_loss)
+    return np.concatenate(losses)
+
+
+def assert_same_optimizer(loaded, original):
+    got, want = loaded._backend.get_optimizer_state(), original._backend.get_optimizer_state()
+    assert got[2] == want[2]
+    for a, b in zip(got[0] + got[1], want[0] + want[1]):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    assert getattr(loaded, "_global_step", 0) == getattr(original, "_global_step", 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("saved_on, loaded_on", [("cpu", "cpu"), ("numpy", "numpy"), ("cpu", "numpy"),
+                                                 ("numpy", "cpu")])
+def test_the_optimizer_state_round_trips(tmp_path, saved_on, loaded_on, dtype):
+    original = _momentum_trained(saved_on, dtype)
+    started = original._backend.get_optimizer_state()
+    assert started[2] and any(np.abs(m).max() > 0 for m in started[0])  # really some momentum to keep
+    fusedmlp.io.save(original, tmp_path / "model.npz", include_optimizer=True)
+    loaded = fm.load(tmp_path / "model.npz", backend=loaded_on)
+    assert_same_model(loaded, original, loaded_on)
+    assert_same_optimizer(loaded, original)
+    assert loaded._global_step == 17
+    if saved_on == loaded_on:  # the same kernels: the continuation is bit for bit the same
+        np.testing.assert_array_equal(_continue(loaded), _continue(original))
+        assert_same_model(loaded, original)
+    else:
+        tolerance = 1e-4 if dtype == "float32" else 1e-10
+        np.testing.assert_allclose(_continue(loaded), _continue(original), rtol=tolerance)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_without_include_optimizer_the_loaded_optimizer_starts_fresh(tmp_path, backend):
+    original = _momentum_trained(backend)
+    original.save(tmp_path / "model.npz")  # the default: no optimizer state
+    assert not any(name.startswith("m") and name != "meta" for name in _members(tmp_path / "model.npz"))
+    loaded = fm.load(tmp_path / "model.npz", backend=backend)
+    w_momentum, b_momentum, started = loaded._backend.get_optimizer_state()
+    assert started is False and all(not m.any() for m in w_momentum + b_momentum)
+    assert getattr(loaded, "_global_step", 0) == 0
+    # A fresh optimizer and the original's differ: the continuation shows it.
+    assert not np.array_equal(_continue(loaded), _continue(original))
+
+
+def test_an_optimizer_that_never_started_round_trips(tmp_path):
+    original = MLP([5, 4, 3], backend="cpu", seed=1)
+    fusedmlp.io.save(original, tmp_path / "model.npz", include_optimizer=True)
+    loaded = fm.load(tmp_path / "model.npz")
+    assert loaded._backend.get_optimizer_state()[2] is False
+    assert_same_optimizer(loaded, original)
+
+
+def test_include_optimizer_must_be_a_bool(tmp_path):
+    with pytest.raises(TypeError, match=r"^include_optimizer: expected True or False; got 'yes' \(str\)"):
+        fusedmlp.io.save(trained(), tmp_path / "model.npz", include_optimizer="yes")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def saved_with_optimizer(tmp_path_factory):
+    net = _momentum_trained("cpu", "float32")
+    path = tmp_path_factory.mktemp("saved-optimizer") / "model.npz"
+    fusedmlp.io.save(net, path, include_optimizer=True)
+    return net, path.read_bytes()
+
+
+@pytest.mark.parametrize("change", [
+    dict(optimizer={"started": "yes", "global_step": 3}),
+    dict(optimizer={"started": 1, "global_step": 3}),
+    dict(optimizer={"started": True, "global_step": -1}),
+    dict(optimizer={"started": True, "global_step": 1.5}),
+    dict(optimizer={"started": True, "global_step": True}),
+    dict(optimizer={"started": True, "global_step": 2**63}),
+    dict(optimizer={"started": True}),
+    dict(optimizer={"started": True, "global_step": 3, "extra": 1}),
+    dict(optimizer=[True, 3]),
+    dict(optimizer=None),  # says "no optimizer state" while the momentum arrays are there
+], ids=lambda change: repr(change["optimizer"])[:40])
+def test_an_optimizer_description_that_does_not_fit_is_rejected(tmp_path, saved_with_optimizer, change):
+    good = _write(tmp_path / "good.npz", saved_with_optimizer[1])
+    path = _rewrite(good, tmp_path / "misfit.npz", change_meta=lambda meta: meta.update(change))
+    for backend in BACKENDS:
+        with bad_file_error(path):
+            fm.load(path, backend=backend)
+
+
+@pytest.mark.parametrize("change", [
+    lambda arrays: arrays.pop("mb1"),
+    lambda arrays: arrays.update(mW0=arrays["mW0"].T.copy()),
+    lambda arrays: arrays.update(mW1=arrays["mW1"].astype(np.float64)),
+    lambda arrays: arrays.update(mb0=np.full_like(arrays["mb0"], np.inf)),
+    lambda arrays: arrays.update(mW2=np.full_like(arrays["mW1"], np.nan)),
+    lambda arrays: arrays.update(mW3=np.zeros((3, 3), np.float32)),
+], ids=["missing mb1", "mW0 transposed", "mW1 float64", "inf mb0", "NaN mW2", "extra mW3"])
+def test_momentum_arrays_that_do_not_fit_are_rejected(tmp_path, saved_with_optimizer, change):
+    good = _write(tmp_path / "good.npz", saved_with_optimizer[1])
+    path = _rewrite(good, tmp_path / "misfit.npz", change_arrays=change)
+    with bad_file_error(path):
+        fm.load(path, backend="cpu")
+
+
+def test_momentum_arrays_without_an_optimizer_description_are_rejected(tmp_path, saved):
+    good = _write(tmp_path / "good.npz", saved[1])
+    path = _rewrite(good, tmp_path / "misfit.npz",
+                    change_arrays=lambda arrays: arrays.update(mW0=np.zeros_like(arrays["W0"])))
+    with bad_file_error(path):
+        fm.load(path)
+
+
+def _length_classes(data):
+    """Every length class of a truncated file: nothing, one byte, inside and at the end of each
+    member's local header and data, inside the central directory, all but the last byte."""
+    lengths = {0, 1, 2, 3, 4, 29, 30, len(data) - 22, len(data) - 21, len(data) - 2, len(data) - 1}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            start = info.header_offset
+            header = data[start:start + 30]
+            data_start = start + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+            data_end = data_start + info.compress_size
+            lengths |= {start + 1, start + 29, start + 30, data_start - 1, data_start, data_start + 1,
+                        (data_start + data_end) // 2, data_end - 1, data_end}
+    return sorted(length for length in lengths if 0 <= length < len(data))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_file_with_optimizer_state_truncated_anywhere_is_rejected(tmp_path, saved_with_optimizer, backend):
+    net, data = saved_with_optimizer
+    path = tmp_path / "cut.npz"
+    lengths = _length_classes(data)
+    assert len(lengths) > 100  # 16 members, ~9 classes each
+    for length in lengths:
+        path.write_bytes(data[:length])
+        with bad_file_error(path):
+            fm.load(path, backend=backend)
+    path.write_bytes(data)
+    loaded = fm.load(path, backend=backend)
+    assert_same_model(loaded, net, backend)
+    assert_same_optimizer(loaded, net)
+
+
+def test_flipped_bytes_in_a_file_with_optimizer_state_are_rejected_or_harmless(tmp_path, saved_with_optimizer):
+    net, data = saved_with_optimizer
+    path = tmp_path / "flipped.npz"
+    rejected = harmless = 0
+    for position in range(0, len(data), 3):
+        damaged = bytearray(data)
+        damaged[position] ^= 0x04
+        path.write_bytes(damaged)
+        try:
+            loaded = fm.load(path, backend="cpu")
+        except ValueError as error:
+            assert str(error).startswith(f"path: {os.fspath(path)!r} is not a readable fusedmlp model file: ")
+            rejected += 1
+        else:
+            assert_same_model(loaded, net, "cpu")
+            assert_same_optimizer(loaded, net)
+            harmless += 1
+    assert rejected > 0.5 * (rejected + harmless), (rejected, harmless)

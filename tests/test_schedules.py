@@ -10,7 +10,7 @@ import pytest
 
 import fusedmlp as fm
 from fusedmlp import schedules
-from conftest import relative_error
+from conftest import AVAILABLE_BACKENDS, relative_error
 
 
 def by_hand(formula, first_step, count):
@@ -156,7 +156,7 @@ SCHEDULES = [
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=repr)
 def test_fit_uses_the_schedules_rates_on_both_backends(schedule):
     X, y = data()
-    nets = {b: fm.MLP([6, 16, 3], activation="tanh", backend=b, dtype="float64", seed=4) for b in fm.BACKENDS}
+    nets = {b: fm.MLP([6, 16, 3], activation="tanh", backend=b, dtype="float64", seed=4) for b in AVAILABLE_BACKENDS}
     hist = {b: net.fit(X, y, epochs=4, batch_size=16, lr=schedule, momentum=0.9) for b, net in nets.items()}
     for h in hist.values():
         assert h.steps == 32

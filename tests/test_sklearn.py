@@ -19,6 +19,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import fusedmlp as fm  # noqa: E402
 from fusedmlp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+from conftest import AVAILABLE_BACKENDS
 
 
 # --- scikit-learn's own checks --------------------------------------------------------------
@@ -106,7 +107,7 @@ def test_follows_sklearn_sgd_step_for_step(problem, activation, nesterov):
         np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-8, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", fm.BACKENDS)
+@pytest.mark.parametrize("backend", AVAILABLE_BACKENDS)
 @pytest.mark.parametrize("learning_rate", ["invscaling", "adaptive"])
 def test_learning_rate_schedules_match_sklearn_without_momentum(learning_rate, backend):
     # Without momentum the velocity convention does not matter: a changing rate must agree too.

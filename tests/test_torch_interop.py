@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 
 import fusedmlp as fm  # noqa: E402
 from fusedmlp.torch_interop import from_torch, to_torch  # noqa: E402
+from conftest import AVAILABLE_BACKENDS
 
 nn = torch.nn
 
@@ -95,7 +96,7 @@ def test_dtype_argument_converts():
     np.testing.assert_array_equal(model.weights[0], module[0].weight.detach().double().numpy().T)
 
 
-@pytest.mark.parametrize("backend", fm.BACKENDS)
+@pytest.mark.parametrize("backend", AVAILABLE_BACKENDS)
 @pytest.mark.parametrize("loss, torch_loss, targets", [
     ("cross_entropy", nn.CrossEntropyLoss, lambda rng, n: rng.integers(0, 3, n)),
     ("bce", nn.BCEWithLogitsLoss, lambda rng, n: rng.integers(0, 2, (n, 3)).astype(np.float64)),

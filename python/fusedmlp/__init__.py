@@ -2,6 +2,7 @@
 
 from . import datasets, reference, schedules
 from .backends import BACKENDS, native_available
+from .cuda_backend import cuda_available, cuda_unavailable_reason
 from .datasets import DATASETS, load_dataset
 from .errors import DivergenceError
 from .history import EpochInfo, History
@@ -14,5 +15,5 @@ from .torch_interop import from_torch, to_torch
 __version__ = "0.1.0"
 
 __all__ = ["MLP", "History", "EpochInfo", "DivergenceError", "load", "reference", "schedules", "datasets", "DATASETS", "load_dataset", "ACTIVATIONS",
-           "LOSSES", "BACKENDS", "native_available", "to_torch", "from_torch", "set_num_threads",
+           "LOSSES", "BACKENDS", "native_available", "cuda_available", "cuda_unavailable_reason", "to_torch", "from_torch", "set_num_threads",
            "get_num_threads", "cpu_isa", "available_isas", "__version__"]

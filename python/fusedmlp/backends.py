@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import reference
+from .cuda_backend import CudaBackend
 
 try:
     from . import _native
@@ -31,7 +32,7 @@ except ImportError as error:
 else:
     _NATIVE_IMPORT_ERROR = None
 
-BACKENDS = ("numpy", "cpu")
+BACKENDS = ("numpy", "cpu", "cuda")
 
 
 def native_available():
@@ -141,7 +142,7 @@ class CpuBackend:
         return self._net.train_epoch(X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay)
 
 
-_BACKEND_CLASSES = {"numpy": NumpyBackend, "cpu": CpuBackend}
+_BACKEND_CLASSES = {"numpy": NumpyBackend, "cpu": CpuBackend, "cuda": CudaBackend}
 
 
 def make_backend(name, layer_sizes, activation, loss, dtype):

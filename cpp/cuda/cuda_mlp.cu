@@ -1,0 +1,747 @@
+// CudaMlp: device memory, the order of launches for a step and an epoch, and the CUDA graph
+// that replays an epoch's launches with one host call.
+#include "cuda_mlp.hpp"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "fused.cuh"
+#include "gemm.cuh"
+#include "loss.cuh"
+#include "sgd.cuh"
+
+namespace fusedmlp::cuda {
+
+namespace {
+
+void check(cudaError_t status, const char* what) {
+    if (status != cudaSuccess) {
+        cudaGetLastError();  // clear a sticky launch error so later calls report their own
+        throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(status));
+    }
+}
+
+// A device allocation that only grows; grow() says whether the address changed.
+template <class V>
+class DeviceArray {
+public:
+    DeviceArray() = default;
+    DeviceArray(const DeviceArray&) = delete;
+    DeviceArray& operator=(const DeviceArray&) = delete;
+    ~DeviceArray() {
+        if (ptr_ != nullptr) cudaFree(ptr_);
+    }
+    bool grow(std::size_t count) {
+        if (count <= size_) return false;
+        if (ptr_ != nullptr) check(cudaFree(ptr_), "cudaFree");
+        ptr_ = nullptr;
+        size_ = 0;
+        check(cudaMalloc(&ptr_, std::max<std::size_t>(count, 1) * sizeof(V)), "cudaMalloc");
+        size_ = count;
+        return true;
+    }
+    V* get() const { return ptr_; }
+    std::size_t size() const { return size_; }
+
+private:
+    V* ptr_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+// Launches past this many nodes per epoch are queued directly: instantiating a bigger graph
+// costs more than it saves.
+constexpr std::size_t kMaxGraphNodes = 40000;
+// Largest partial-gradient buffer of the fused path (elements); beyond it the tiled path runs.
+constexpr std::size_t kMaxFusedPartial = std::size_t(1) << 26;
+constexpr int kLossWarpsPerBlock = 8;
+
+bool graphs_enabled() {
+    const char* value = std::getenv("FUSEDMLP_CUDA_GRAPHS");
+    return value == nullptr || std::strcmp(value, "0") != 0;
+}
+
+int sm_count() {
+    int device = 0, count = 1;
+    if (cudaGetDevice(&device) == cudaSuccess)
+        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device);
+    return std::max(count, 1);
+}
+
+// FUSEDMLP_CUDA_TILE=64 or 128 forces one tile size of the float GEMMs (for tests); else 0.
+int forced_tile() {
+    const char* value = std::getenv("FUSEDMLP_CUDA_TILE");
+    return value == nullptr ? 0 : std::atoi(value);
+}
+
+template <int KIND, class T>
+void launch_gemm(const GemmArgs<T>& g, cudaStream_t stream, int sms, int tile) {
+    // 128 x 128 tiles where they still fill the device twice over; 64 x 64 tiles otherwise
+    // (and always for double, whose 8 x 8 register block would spill).
+    const long long big_tiles = static_cast<long long>((g.M + 127) / 128) * ((g.N + 127) / 128);
+    const bool big = tile == 0 ? big_tiles >= 2LL * sms : tile == 128;
+    if constexpr (std::is_same<T, float>::value) {
+        if (big) {
+            const dim3 grid((g.N + 127) / 128, (g.M + 127) / 128);
+            gemm_kernel<T, 128, 128, 8, 8, 8, KIND><<<grid, 256, 0, stream>>>(g);
+            return;
+        }
+    }
+    const dim3 grid((g.N + 63) / 64, (g.M + 63) / 64);
+    gemm_kernel<T, 64, 64, 16, 4, 4, KIND><<<grid, 256, 0, stream>>>(g);
+}
+
+}  // namespace
+
+DeviceStatus device_status() {
+    DeviceStatus s;
+    int count = 0;
+    const cudaError_t status = cudaGetDeviceCount(&count);
+    if (status == cudaErrorInsufficientDriver) {
+        cudaGetLastError();
+        s.reason = "no NVIDIA driver found, or it is older than the CUDA runtime fusedmlp was built with (" +
+                   std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10) + ")";
+        return s;
+    }
+    if (status != cudaSuccess) {
+        cudaGetLastError();
+        s.reason = std::string("no usable CUDA device (") + cudaGetErrorName(status) + ": " +
+                   cudaGetErrorString(status) + ")";
+        return s;
+    }
+    if (count == 0) {
+        s.reason = "no CUDA device found";
+        return s;
+    }
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+        cudaGetLastError();
+        s.reason = "CUDA device 0 could not be queried";
+        return s;
+    }
+    if (prop.major < 8) {
+        s.reason = std::string("CUDA device ") + prop.name + " has compute capability " + std::to_string(prop.major) +
+                   "." + std::to_string(prop.minor) + "; fusedmlp's CUDA kernels need 8.0 or newer";
+        return s;
+    }
+    s.ok = true;
+    s.name = prop.name;
+    return s;
+}
+
+template <class T>
+struct CudaMlp<T>::Impl {
+    std::vector<std::size_t> sizes;
+    Activation hidden;
+    Loss loss;
+    int layers = 0;
+    std::vector<long long> w_off, b_off;
+    long long param_count = 0, weight_count = 0;
+    int sms = 1;
+    int tile = 0;  // forced GEMM tile size, 0: chosen per product
+
+    cudaStream_t stream = nullptr;
+    // Parameters and momentum, double-buffered (see sgd.cuh); between calls buffer 0 is current.
+    DeviceArray<T> params[2], momentum[2], grad;
+    bool started = false;
+
+    bool fused_ok = false, fused_on = false;
+    FusedArgs<T> fused_layout;  // shapes and shared-memory layout; pointers set per launch
+    std::size_t fused_smem = 0;
+
+    // The training set, and the per-epoch uploads.
+    DeviceArray<T> train_x, train_values;
+    DeviceArray<int> train_labels;
+    std::size_t train_rows = 0;
+    DeviceArray<int> order;
+    DeviceArray<double> lrs, step_loss;
+    DeviceArray<int> control;  // [0] the diverged step, [1] whether the optimizer had started
+
+    // Workspace of the tiled path for up to ws_rows rows, and of the fused path.
+    std::size_t ws_rows = 0;
+    std::vector<DeviceArray<T>> z, h;
+    DeviceArray<T> dz[2];
+    DeviceArray<double> row_loss;
+    DeviceArray<T> partial;
+    DeviceArray<double> partial_loss;
+    // Inputs of loss_and_grad and forward, copied per call.
+    DeviceArray<T> scratch_x, scratch_values, scratch_out;
+    DeviceArray<int> scratch_labels;
+
+    // The cached graph of one epoch, valid while the key and every buffer address are unchanged.
+    cudaGraphExec_t graph = nullptr;
+    std::vector<double> graph_key;
+    unsigned long long generation = 0, graph_generation = ~0ULL;
+
+    mutable std::mutex mutex;
+
+    Impl(std::vector<std::size_t> layer_sizes, Activation a, Loss l)
+        : sizes(std::move(layer_sizes)), hidden(a), loss(l), z(sizes.size() - 1), h(sizes.size() - 1) {
+        const DeviceStatus status = device_status();
+        if (!status.ok) throw std::runtime_error("backend='cuda': " + status.reason);
+        layers = static_cast<int>(sizes.size()) - 1;
+        for (int i = 0; i < layers; ++i) {
+            w_off.push_back(weight_count);
+            weight_count += static_cast<long long>(sizes[i] * sizes[i + 1]);
+        }
+        param_count = weight_count;
+        for (int i = 0; i < layers; ++i) {
+            b_off.push_back(param_count);
+            param_count += static_cast<long long>(sizes[i + 1]);
+        }
+        sms = sm_count();
+        tile = forced_tile();
+        check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+        for (int p = 0; p < 2; ++p) {
+            params[p].grow(param_count);
+            momentum[p].grow(param_count);
+            check(cudaMemsetAsync(params[p].get(), 0, param_count * sizeof(T), stream), "cudaMemset");
+            check(cudaMemsetAsync(momentum[p].get(), 0, param_count * sizeof(T), stream), "cudaMemset");
+        }
+        grad.grow(param_count);
+        control.grow(2);
+        plan_fused();
+        fused_on = fused_ok;
+        check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    }
+
+    ~Impl() {
+        if (graph != nullptr) cudaGraphExecDestroy(graph);
+        if (stream != nullptr) cudaStreamDestroy(stream);
+    }
+
+    void plan_fused() {
+        fused_ok = false;
+        if (layers > kFusedMaxLayers) return;
+        for (std::size_t s : sizes)
+            if (s > static_cast<std::size_t>(kFusedMaxWidth)) return;
+        FusedArgs<T> f;
+        f.layers = layers;
+        int offset = 0;
+        for (int l = 0; l <= layers; ++l) {
+            f.sizes[l] = static_cast<int>(sizes[l]);
+            f.ld[l] = static_cast<int>(sizes[l]) | 1;
+            f.act_off[l] = offset;
+            offset += kFusedRows * f.ld[l];
+        }
+        for (int l = 1; l < layers; ++l) {
+            f.der_off[l] = offset;
+            offset += kFusedRows * f.ld[l];
+        }
+        for (int l = 0; l < layers; ++l) {
+            f.w_off[l] = w_off[l];
+            f.b_off[l] = b_off[l];
+        }
+        f.param_count = param_count;
+        f.act = static_cast<int>(hidden);
+        f.loss = static_cast<int>(loss);
+        int device = 0, limit = 48 * 1024;
+        check(cudaGetDevice(&device), "cudaGetDevice");
+        check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
+        const std::size_t bytes = static_cast<std::size_t>(offset) * sizeof(T);
+        // The kernel's static shared memory (row losses) comes out of the same budget. The
+        // attribute belongs to the kernel, shared by every network: always set it to the most
+        // the device allows, never to this network's need.
+        cudaFuncAttributes attributes{};
+        check(cudaFuncGetAttributes(&attributes, fused_mlp_kernel<T>), "cudaFuncGetAttributes");
+        const std::size_t dynamic_limit = static_cast<std::size_t>(limit) - attributes.sharedSizeBytes;
+        if (bytes > dynamic_limit) return;
+        check(cudaFuncSetAttribute(fused_mlp_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(dynamic_limit)),
+              "cudaFuncSetAttribute");
+        fused_layout = f;
+        fused_smem = bytes;
+        fused_ok = true;
+    }
+
+    std::size_t fused_blocks(std::size_t rows) const { return (rows + kFusedRows - 1) / kFusedRows; }
+
+    bool fused_fits(std::size_t rows) const {
+        return fused_on && fused_blocks(rows) * static_cast<std::size_t>(param_count) <= kMaxFusedPartial;
+    }
+
+    void reserve(std::size_t rows, bool use_fused) {
+        if (use_fused) {
+            const std::size_t blocks = fused_blocks(rows);
+            if (partial.grow(blocks * param_count)) ++generation;
+            if (partial_loss.grow(blocks)) ++generation;
+            return;
+        }
+        if (rows <= ws_rows) return;
+        std::size_t widest = 0;
+        for (int l = 0; l < layers; ++l) {
+            z[l].grow(rows * sizes[l + 1]);
+            if (l + 1 < layers) h[l].grow(rows * sizes[l + 1]);
+            widest = std::max(widest, sizes[l + 1]);
+        }
+        widest = std::max(widest, sizes[0]);
+        dz[0].grow(rows * widest);
+        dz[1].grow(rows * widest);
+        row_loss.grow(rows);
+        ws_rows = rows;
+        ++generation;
+    }
+
+    // --- launches ---------------------------------------------------------------------------
+
+    // Forward over `rows` rows of x (indexed by row_map when set) through the tiled GEMMs.
+    void enqueue_forward(int rows, const T* x, const int* row_map, const T* p, const StepControl& c) {
+        for (int l = 0; l < layers; ++l) {
+            GemmArgs<T> g;
+            g.M = rows;
+            g.N = static_cast<int>(sizes[l + 1]);
+            g.K = static_cast<int>(sizes[l]);
+            g.a = l == 0 ? x : h[l - 1].get();
+            g.lda = static_cast<long long>(sizes[l]);
+            g.rows = l == 0 ? row_map : nullptr;
+            g.b = p + w_off[l];
+            g.bias = p + b_off[l];
+            g.act = l + 1 < layers ? static_cast<int>(hidden) : kIdentity;
+            g.z_out = z[l].get();
+            g.h_out = l + 1 < layers ? h[l].get() : nullptr;
+            g.control = c;
+            launch_gemm<kForward>(g, stream, sms, tile);
+        }
+    }
+
+    // Loss, backward and update (or gradients) of one tiled step after enqueue_forward.
+    void enqueue_tiled_backward(int rows, const T* x, const int* row_map, const int* labels, const T* values,
+                                const T* p, const SgdUpdate<T>& update, const StepControl& c) {
+        const int k = static_cast<int>(sizes.back());
+        LossArgs<T> la;
+        la.loss = static_cast<int>(loss);
+        la.n = rows;
+        la.k = k;
+        la.z = z[layers - 1].get();
+        la.dz = dz[0].get();
+        la.rows = row_map;
+        la.labels = labels;
+        la.values = values;
+        la.row_loss = row_loss.get();
+        la.control = c;
+        const int loss_blocks = (rows + kLossWarpsPerBlock - 1) / kLossWarpsPerBlock;
+        loss_rows_kernel<T><<<loss_blocks, 32 * kLossWarpsPerBlock, 0, stream>>>(la);
+        loss_sum_kernel<<<1, kReduceThreads, 0, stream>>>(row_loss.get(), rows,
+                                                         loss_divisor(la.loss, rows, k), c);
+        int cur = 0;
+        for (int l = layers - 1; l >= 0; --l) {
+            if (l > 0) {
+                GemmArgs<T> g;
+                g.M = rows;
+                g.N = static_cast<int>(sizes[l]);
+                g.K = static_cast<int>(sizes[l + 1]);
+                g.a = dz[cur].get();
+                g.lda = g.K;
+                g.b = p + w_off[l];
+                g.act = static_cast<int>(hidden);
+                g.z_in = z[l - 1].get();
+                g.h_in = h[l - 1].get();
+                g.c_out = dz[cur ^ 1].get();
+                g.control = c;
+                launch_gemm<kInputGrad>(g, stream, sms, tile);
+            }
+            GemmArgs<T> g;
+            g.M = static_cast<int>(sizes[l]) + 1;
+            g.N = static_cast<int>(sizes[l + 1]);
+            g.K = rows;
+            g.a = l == 0 ? x : h[l - 1].get();
+            g.lda = static_cast<long long>(sizes[l]);
+            g.rows = l == 0 ? row_map : nullptr;
+            g.b = dz[cur].get();
+            g.update = update;
+            g.w_offset = w_off[l];
+            g.b_offset = b_off[l];
+            g.control = c;
+            launch_gemm<kWeightGrad>(g, stream, sms, tile);
+            cur ^= 1;
+        }
+    }
+
+    void enqueue_fused(int rows, const T* x, const int* row_map, const int* labels, const T* values, const T* p,
+                       const SgdUpdate<T>& update, const StepControl& c) {
+        FusedArgs<T> f = fused_layout;
+        f.x = x;
+        f.rows = row_map;
+        f.batch_rows = rows;
+        f.labels = labels;
+        f.values = values;
+        f.params = p;
+        f.partial = partial.get();
+        f.partial_loss = partial_loss.get();
+        f.control = c;
+        const int blocks = static_cast<int>(fused_blocks(rows));
+        f.direct = blocks == 1;
+        f.update = update;
+        fused_mlp_kernel<T><<<blocks, kFusedThreads, fused_smem, stream>>>(f);
+        if (f.direct) return;
+        ReduceArgs<T> r;
+        r.partial = partial.get();
+        r.blocks = blocks;
+        r.param_count = param_count;
+        r.weight_count = weight_count;
+        r.partial_loss = partial_loss.get();
+        r.loss_divisor = loss_divisor(static_cast<int>(loss), rows, static_cast<int>(sizes.back()));
+        r.update = update;
+        r.control = c;
+        const int reduce_blocks = static_cast<int>((param_count + kReduceThreads - 1) / kReduceThreads);
+        fused_reduce_kernel<T><<<reduce_blocks, kReduceThreads, 0, stream>>>(r);
+    }
+
+    void enqueue_step(bool use_fused, int rows, const int* row_map, const SgdUpdate<T>& update, const T* p,
+                      const StepControl& c) {
+        const T* x = train_x.get();
+        const int* labels = train_labels.get();
+        const T* values = train_values.get();
+        if (use_fused) {
+            enqueue_fused(rows, x, row_map, labels, values, p, update, c);
+        } else {
+            enqueue_forward(rows, x, row_map, p, c);
+            enqueue_tiled_backward(rows, x, row_map, labels, values, p, update, c);
+        }
+    }
+
+    void enqueue_epoch(bool use_fused, std::size_t order_length, std::size_t batch_size, std::size_t steps,
+                       const SgdConfig& config) {
+        for (std::size_t s = 0; s < steps; ++s) {
+            const std::size_t start = s * batch_size;
+            const int rows = static_cast<int>(std::min(batch_size, order_length - start));
+            const int in = static_cast<int>(s % 2), out = in ^ 1;
+            SgdUpdate<T> u;
+            u.param_in = params[in].get();
+            u.param_out = params[out].get();
+            u.mom_in = momentum[in].get();
+            u.mom_out = momentum[out].get();
+            u.momentum = T(config.momentum);
+            u.weight_decay = T(config.weight_decay);
+            u.nesterov = config.nesterov;
+            StepControl c;
+            c.step = static_cast<int>(s);
+            c.diverged_step = control.get();
+            c.started = control.get() + 1;
+            c.lrs = lrs.get();
+            c.step_loss = step_loss.get();
+            enqueue_step(use_fused, rows, order.get() + start, u, params[in].get(), c);
+        }
+    }
+
+    void copy_in_targets(std::size_t n, Targets<T> y, DeviceArray<int>& labels, DeviceArray<T>& values) {
+        const std::size_t k = sizes.back();
+        if (y.labels != nullptr) {
+            std::vector<int> host(y.labels, y.labels + n);
+            labels.grow(n);
+            check(cudaMemcpyAsync(labels.get(), host.data(), n * sizeof(int), cudaMemcpyHostToDevice, stream),
+                  "cudaMemcpy labels");
+            check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+        } else {
+            values.grow(n * k);
+            check(cudaMemcpyAsync(values.get(), y.values, n * k * sizeof(T), cudaMemcpyHostToDevice, stream),
+                  "cudaMemcpy targets");
+        }
+    }
+};
+
+template <class T>
+CudaMlp<T>::CudaMlp(std::vector<std::size_t> layer_sizes, Activation hidden, Loss loss)
+    : impl_(std::make_unique<Impl>(std::move(layer_sizes), hidden, loss)) {}
+
+template <class T>
+CudaMlp<T>::~CudaMlp() = default;
+
+template <class T>
+const std::vector<std::size_t>& CudaMlp<T>::layer_sizes() const {
+    return impl_->sizes;
+}
+
+template <class T>
+Loss CudaMlp<T>::loss() const {
+    return impl_->loss;
+}
+
+template <class T>
+bool CudaMlp<T>::fused_eligible() const {
+    return impl_->fused_ok;
+}
+
+template <class T>
+bool CudaMlp<T>::fused() const {
+    return impl_->fused_on;
+}
+
+template <class T>
+void CudaMlp<T>::use_fused(bool on) {
+    std::lock_guard lock(impl_->mutex);
+    if (on && !impl_->fused_ok)
+        throw std::invalid_argument("fused: this network is not narrow enough for the fused kernel");
+    impl_->fused_on = on;
+}
+
+template <class T>
+void CudaMlp<T>::get_layer(std::size_t layer, T* w, T* b) const {
+    Impl& m = *impl_;
+    std::lock_guard lock(m.mutex);
+    const std::size_t wn = m.sizes[layer] * m.sizes[layer + 1], bn = m.sizes[layer + 1];
+    check(cudaMemcpyAsync(w, m.params[0].get() + m.w_off[layer], wn * sizeof(T), cudaMemcpyDeviceToHost, m.stream),
+          "cudaMemcpy W");
+    check(cudaMemcpyAsync(b, m.params[0].get() + m.b_off[layer], bn * sizeof(T), cudaMemcpyDeviceToHost, m.stream),
+          "cudaMemcpy b");
+    check(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize");
+}
+
+template <class T>
+void CudaMlp<T>::set_layer(std::size_t layer, const T* w, const T* b) {
+    Impl& m = *impl_;
+    std::lock_guard lock(m.mutex);
+    const std::size_t wn = m.sizes[layer] * m.sizes[layer + 1], bn = m.sizes[layer + 1];
+    check(cudaMemcpyAsync(m.params[0].get() + m.w_off[layer], w, wn * sizeof(T), cudaMemcpyHostToDevice, m.stream),
+          "cudaMemcpy W");
+    check(cudaMemcpyAsync(m.params[0].get() + m.b_off[layer], b, bn * sizeof(T), cudaMemcpyHostToDevice, m.stream),
+          "cudaMemcpy b");
+    check(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize");
+}
+
+template <class T>
+void CudaMlp<T>::get_momentum(std::size_t layer, T* w, T* b) const {
+    Impl& m = *impl_;
+    std::lock_guard lock(m.mutex);
+    const std::size_t wn = m.sizes[layer] * m.sizes[layer + 1], bn = m.sizes[layer + 1];
+    check(cudaMemcpyAsync(w, m.momentum[0].get() + m.w_off[layer], wn * sizeof(T), cudaMemcpyDeviceToHost,
+                          m.stream),
+          "cudaMemcpy momentum");
+    check(cudaMemcpyAsync(b, m.momentum[0].get() + m.b_off[layer], bn * sizeof(T), cudaMemcpyDeviceToHost,
+                          m.stream),
+          "cudaMemcpy momentum");
+    check(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize");
+}
+
+template <class T>
+void CudaMlp<T>::set_momentum(std::size_t layer, const T* w, const T* b) {
+    Impl& m = *impl_;
+    std::lock_guard lock(m.mutex);
+    const std::size_t wn = m.sizes[layer] * m.sizes[layer + 1], bn = m.sizes[layer + 1];
+    check(cudaMemcpyAsync(m.momentum[0].get() + m.w_off[layer], w, wn * sizeof(T), cudaMemcpyHostToDevice,
+                          m.stream),
+          "cudaMemcpy momentum");
+    check(cudaMemcpyAsync(m.momentum[0].get() + m.b_off[layer], b, bn * sizeof(T), cudaMemcpyHostToDevice,
+                          m.stream),
+          "cudaMemcpy momentum");
+    check(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize");
+}
+
+template <class T>
+bool CudaMlp<T>::optimizer_started() const {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->started;
+}
+
+template <class T>
+void CudaMlp<T>::set_optimizer_started(bool started) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->started = started;
+}
+
+template <class T>
+void CudaMlp<T>::reset_optimizer() {
+    Impl& m = *impl_;
+    std::lock_guard lock(m.mutex);
+    m.started = false;
+    check(cudaMemsetAsync(m.momentum[0].get(), 0, m.param_count * sizeof(T), m.stream), "cudaMemset");
+    check(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize");
+}
+
+template <class T>
+void CudaMlp<T>::forward_logits(std::size_t n, const T* x, T* out) const {
+    Impl& m = *impl_;
+    std::lock_guard lock(m.mutex);
+    const std::size_t d = m.sizes[0], k = m.sizes.back();
+    // Bounded workspace for any n: inference runs in chunks of rows.
+    const std::size_t chunk = std::max<std::size_t>(1, std::min<std::size_t>(n, 16384));
+    m.reserve(chunk, false);
+    m.scratch_x.grow(chunk * d);
+    for (std::size_t start = 0; start < n; start += chunk) {
+        const std::size_t rows = std::min(chunk, n - start);
+        check(cudaMemcpyAsync(m.scratch_x.get(), x + start * d, rows * d * sizeof(T), cudaMemcpyHostToDevice,
+                              m.stream),
+              "cudaMemcpy X");
+        m.enqueue_forward(static_cast<int>(rows), m.scratch_x.get(), nullptr, m.params[0].get(), StepControl{});
+        check(cudaGetLastError(), "forward launch");
+        check(cudaMemcpyAsync(out + start * k, m.z[m.layers - 1].get(), rows * k * sizeof(T),
+                              cudaMemcpyDeviceToHost, m.stream),
+              "cudaMemcpy logits");
+        check(cudaStreamSynchronize(m.stream), "forward");
+    }
+}
+
+template <class T>
+void CudaMlp<T>::outputs(std::size_t n, const T* x, T* out) const {
+    forward_logits(n, x, out);
+    Impl& m = *impl_;
+    if (m.loss == Loss::mse || n == 0) return;
+    std::lock_guard lock(m.mutex);
+    const std::size_t k = m.sizes.back();
+    m.scratch_out.grow(n * k);
+    check(cudaMemcpyAsync(m.scratch_out.get(), out, n * k * sizeof(T), cudaMemcpyHostToDevice, m.stream),
+          "cudaMemcpy logits");
+    const int blocks = static_cast<int>((n + kLossWarpsPerBlock - 1) / kLossWarpsPerBlock);
+    output_activation_kernel<T><<<blocks, 32 * kLossWarpsPerBlock, 0, m.stream>>>(
+        static_cast<int>(m.loss), static_cast<int>(n), static_cast<int>(k), m.scratch_out.get());
+    check(cudaGetLastError(), "output activation launch");
+    check(cudaMemcpyAsync(out, m.scratch_out.get(), n * k * sizeof(T), cudaMemcpyDeviceToHost, m.stream),
+          "cudaMemcpy outputs");
+    check(cudaStreamSynchronize(m.stream), "outputs");
+}
+
+template <class T>
+double CudaMlp<T>::loss_and_grad(std::size_t n, const T* x, Targets<T> y, T* const* dw, T* const* db) const {
+    Impl& m = *impl_;
+    std::lock_guard lock(m.mutex);
+    const std::size_t d = m.sizes[0];
+    const bool use_fused = m.fused_fits(n);
+    m.reserve(n, use_fused);
+    m.scratch_x.grow(n * d);
+    check(cudaMemcpyAsync(m.scratch_x.get(), x, n * d * sizeof(T), cudaMemcpyHostToDevice, m.stream), "cudaMemcpy X");
+    m.copy_in_targets(n, y, m.scratch_labels, m.scratch_values);
+    m.step_loss.grow(1);
+    SgdUpdate<T> u;
+    u.grad_out = m.grad.get();
+    StepControl c;
+    c.step_loss = m.step_loss.get();
+    const int rows = static_cast<int>(n);
+    const T* p = m.params[0].get();
+    if (use_fused) {
+        m.enqueue_fused(rows, m.scratch_x.get(), nullptr, m.scratch_labels.get(), m.scratch_values.get(), p, u, c);
+    } else {
+        m.enqueue_forward(rows, m.scratch_x.get(), nullptr, p, c);
+        m.enqueue_tiled_backward(rows, m.scratch_x.get(), nullptr, m.scratch_labels.get(), m.scratch_values.get(), p,
+                                 u, c);
+    }
+    check(cudaGetLastError(), "loss_and_grad launch");
+    double value = 0;
+    check(cudaMemcpyAsync(&value, m.step_loss.get(), sizeof(double), cudaMemcpyDeviceToHost, m.stream),
+          "cudaMemcpy loss");
+    for (int l = 0; l < m.layers; ++l) {
+        const std::size_t wn = m.sizes[l] * m.sizes[l + 1], bn = m.sizes[l + 1];
+        check(cudaMemcpyAsync(dw[l], m.grad.get() + m.w_off[l], wn * sizeof(T), cudaMemcpyDeviceToHost, m.stream),
+              "cudaMemcpy dW");
+        check(cudaMemcpyAsync(db[l], m.grad.get() + m.b_off[l], bn * sizeof(T), cudaMemcpyDeviceToHost, m.stream),
+              "cudaMemcpy db");
+    }
+    check(cudaStreamSynchronize(m.stream), "loss_and_grad");
+    return value;
+}
+
+template <class T>
+void CudaMlp<T>::upload_training_set(std::size_t n, const T* x, Targets<T> y) {
+    Impl& m = *impl_;
+    std::lock_guard lock(m.mutex);
+    if (m.train_x.grow(n * m.sizes[0])) ++m.generation;
+    check(cudaMemcpyAsync(m.train_x.get(), x, n * m.sizes[0] * sizeof(T), cudaMemcpyHostToDevice, m.stream),
+          "cudaMemcpy X");
+    const bool labels_moved = y.labels != nullptr && m.train_labels.size() < n;
+    const bool values_moved = y.values != nullptr && m.train_values.size() < n * m.sizes.back();
+    if (labels_moved || values_moved) ++m.generation;
+    m.copy_in_targets(n, y, m.train_labels, m.train_values);
+    check(cudaStreamSynchronize(m.stream), "upload");
+    m.train_rows = n;
+}
+
+template <class T>
+std::size_t CudaMlp<T>::training_rows() const {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->train_rows;
+}
+
+template <class T>
+EpochResult CudaMlp<T>::train_epoch(const std::int64_t* order, std::size_t order_length, std::size_t batch_size,
+                                    std::size_t steps, const double* lrs, const SgdConfig& config,
+                                    double* step_loss) {
+    Impl& m = *impl_;
+    std::lock_guard lock(m.mutex);
+    EpochResult result;
+    if (steps == 0) return result;
+    const std::size_t rows_max = std::min(batch_size, order_length);
+    const bool use_fused = m.fused_fits(rows_max);
+    m.reserve(rows_max, use_fused);
+    if (m.order.grow(order_length)) ++m.generation;
+    if (m.lrs.grow(steps)) ++m.generation;
+    if (m.step_loss.grow(steps)) ++m.generation;
+
+    std::vector<int> order32(order, order + order_length);
+    const int control_init[2] = {INT_MAX, m.started ? 1 : 0};
+    check(cudaMemcpyAsync(m.order.get(), order32.data(), order_length * sizeof(int), cudaMemcpyHostToDevice, m.stream),
+          "cudaMemcpy order");
+    check(cudaMemcpyAsync(m.lrs.get(), lrs, steps * sizeof(double), cudaMemcpyHostToDevice, m.stream),
+          "cudaMemcpy lrs");
+    check(cudaMemcpyAsync(m.control.get(), control_init, sizeof(control_init), cudaMemcpyHostToDevice, m.stream),
+          "cudaMemcpy control");
+
+    const std::size_t nodes_per_step = use_fused ? 2 : 3 * static_cast<std::size_t>(m.layers) + 1;
+    const std::vector<double> key = {double(use_fused), double(order_length), double(batch_size), double(steps),
+                                     config.momentum, double(config.nesterov), config.weight_decay};
+    bool launched = false;
+    if (graphs_enabled() && steps * nodes_per_step <= kMaxGraphNodes) {
+        // Recaptured only when the epoch's shape or a buffer changed; a graph that failed to
+        // instantiate stays null until then, and the epoch is queued directly.
+        if (m.graph_key != key || m.graph_generation != m.generation) {
+            if (m.graph != nullptr) cudaGraphExecDestroy(m.graph);
+            m.graph = nullptr;
+            cudaGraph_t graph = nullptr;
+            check(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+            m.enqueue_epoch(use_fused, order_length, batch_size, steps, config);
+            const cudaError_t captured = cudaStreamEndCapture(m.stream, &graph);
+            cudaGetLastError();
+            if (captured == cudaSuccess && graph != nullptr) {
+                if (cudaGraphInstantiate(&m.graph, graph, 0) != cudaSuccess) {
+                    cudaGetLastError();
+                    m.graph = nullptr;
+                }
+                cudaGraphDestroy(graph);
+            }
+            m.graph_key = key;
+            m.graph_generation = m.generation;
+        }
+        if (m.graph != nullptr) {
+            check(cudaGraphLaunch(m.graph, m.stream), "cudaGraphLaunch");
+            launched = true;
+        }
+    }
+    if (!launched) {
+        m.enqueue_epoch(use_fused, order_length, batch_size, steps, config);
+        check(cudaGetLastError(), "epoch launch");
+    }
+
+    int diverged_step = INT_MAX;
+    check(cudaMemcpyAsync(&diverged_step, m.control.get(), sizeof(int), cudaMemcpyDeviceToHost, m.stream),
+          "cudaMemcpy control");
+    check(cudaMemcpyAsync(step_loss, m.step_loss.get(), steps * sizeof(double), cudaMemcpyDeviceToHost, m.stream),
+          "cudaMemcpy step_loss");
+    check(cudaStreamSynchronize(m.stream), "train_epoch");
+
+    result.diverged = diverged_step != INT_MAX && static_cast<std::size_t>(diverged_step) < steps;
+    const std::size_t applied = result.diverged ? static_cast<std::size_t>(diverged_step) : steps;
+    result.steps_run = result.diverged ? applied + 1 : steps;
+    if (applied % 2 == 1) {
+        // Bring the current state back to buffer 0, where every call expects it.
+        check(cudaMemcpyAsync(m.params[0].get(), m.params[1].get(), m.param_count * sizeof(T),
+                              cudaMemcpyDeviceToDevice, m.stream),
+              "cudaMemcpy params");
+        check(cudaMemcpyAsync(m.momentum[0].get(), m.momentum[1].get(), m.param_count * sizeof(T),
+                              cudaMemcpyDeviceToDevice, m.stream),
+              "cudaMemcpy momentum");
+        check(cudaStreamSynchronize(m.stream), "train_epoch");
+    }
+    m.started = m.started || applied > 0;
+    return result;
+}
+
+template class CudaMlp<float>;
+template class CudaMlp<double>;
+
+}  // namespace fusedmlp::cuda

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds fusedmlp._cuda against the CPU emulation of the CUDA runtime in this folder, into
+# build-dev/emulated/pkg/fusedmlp (a copy of python/fusedmlp), so that the CUDA backend's
+# tests run without a GPU:
+#   cpp/cuda/emulation/build_emulated.sh && PYTHONPATH=build-dev/emulated/pkg pytest tests/test_cuda.py
+# Slow (every block spawns its threads): a debugging aid, not a benchmark.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../../.." && pwd)"
+py="${PYTHON:-python3}"
+out="$root/build-dev/emulated"
+rm -rf "$out"
+mkdir -p "$out/src/cuda" "$out/src/bindings" "$out/pkg"
+cp "$root"/cpp/cuda/*.cuh "$root"/cpp/cuda/*.hpp "$out/src/cuda/"
+cp "$root"/cpp/bindings/cuda_module.cpp "$root"/cpp/bindings/convert.hpp "$out/src/bindings/"
+ln -s "$root/cpp/kernels" "$out/src/kernels"
+"$py" - "$root" "$out" <<'PY'
+import re, sys
+root, out = sys.argv[1], sys.argv[2]
+source = open(f"{root}/cpp/cuda/cuda_mlp.cu").read()
+# kernel<<<grid, block, smem, stream>>>(args) -> a launch of the emulator, arguments taken by value
+source = re.sub(r"(\w+(?:<[^;{}()]*?>)?)<<<(.*?)>>>\((.*?)\);",
+                lambda m: f"emu_kernel({m.group(2)}, [fn = &{m.group(1)}, args = std::make_tuple({m.group(3)})] "
+                          "{ std::apply(fn, args); });", source, flags=re.S)
+open(f"{out}/src/cuda/cuda_mlp.cpp", "w").write(source)
+fused = open(f"{out}/src/cuda/fused.cuh").read()
+line = "extern __shared__ __align__(16) unsigned char fused_smem[];"
+assert line in fused, "fused.cuh: the dynamic shared-memory declaration changed; update build_emulated.sh"
+open(f"{out}/src/cuda/fused.cuh", "w").write(fused.replace(line, "unsigned char* fused_smem = g_dyn_smem;"))
+PY
+suffix="$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
+g++ -std=c++20 -O1 -fPIC -shared -w -I"$root/cpp/cuda/emulation" -I"$("$py" -c 'import pybind11; print(pybind11.get_include())')" \
+  -I"$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+  "$out/src/cuda/cuda_mlp.cpp" "$out/src/bindings/cuda_module.cpp" -o "$out/_cuda$suffix" -lpthread
+cp -r "$root/python/fusedmlp" "$out/pkg/"
+rm -f "$out"/pkg/fusedmlp/_cuda*.so
+cp "$out/_cuda$suffix" "$out/pkg/fusedmlp/"
+echo "built $out/pkg/fusedmlp/_cuda$suffix"

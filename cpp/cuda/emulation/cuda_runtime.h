@@ -1,0 +1,114 @@
+// A CPU stand-in for the CUDA runtime, for developers without a GPU: the kernels of cpp/cuda
+// run as ordinary C++, each block's threads as std::threads (one block at a time) with
+// barriers for __syncthreads / __syncwarp and an exchange buffer for warp shuffles; device
+// memory is host memory (filled with 0xFF bytes, NaN as floats, to expose reads of unset
+// values); CUDA graphs record and replay their launches. Only what cpp/cuda uses is here.
+// build_emulated.sh compiles the CUDA backend against it. It checks indexing, tiling,
+// reductions and the host logic; it cannot check timing, occupancy or the GPU memory model.
+#pragma once
+#include <algorithm>
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <climits>
+#include <functional>
+#include <thread>
+#include <vector>
+#include <memory>
+#include <tuple>
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) alignas(n)
+#define __shared__ static
+struct Dim3 { unsigned x = 0, y = 0, z = 0; Dim3() = default; Dim3(unsigned a, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
+inline thread_local Dim3 threadIdx, blockIdx;
+inline Dim3 blockDim, gridDim;
+using std::min; using std::max; using std::isfinite; using std::fmax; using std::fabs;
+using std::exp; using std::log; using std::log1p; using std::tanh; using std::erfc;
+inline float expf(float x){return std::exp(x);} inline float logf(float x){return std::log(x);}
+inline float log1pf(float x){return std::log1p(x);} inline float tanhf(float x){return std::tanh(x);}
+inline float erfcf(float x){return std::erfc(x);}
+inline std::barrier<>* g_block_barrier;
+inline std::vector<std::unique_ptr<std::barrier<>>> g_warp_barriers;
+inline double g_exchange[1024];
+inline void __syncthreads() { g_block_barrier->arrive_and_wait(); }
+inline void __syncwarp() { g_warp_barriers[threadIdx.x / 32]->arrive_and_wait(); }
+template <class V> V __shfl_xor_sync(unsigned, V v, int offset) {
+    int t = threadIdx.x; int warp = t / 32, lane = t % 32;
+    __syncwarp();
+    g_exchange[t] = static_cast<double>(v);
+    __syncwarp();
+    V out = static_cast<V>(g_exchange[warp * 32 + (lane ^ offset)]);
+    __syncwarp();
+    return out;
+}
+inline int atomicMin(int* p, int v) { static std::mutex m; std::lock_guard l(m); int old = *p; *p = std::min(old, v); return old; }
+#include <mutex>
+template <class F> void emu_launch(Dim3 grid, unsigned threads, F body) {
+    blockDim = {threads, 1, 1}; gridDim = grid;
+    for (unsigned by = 0; by < std::max(grid.y, 1u); ++by)
+        for (unsigned bx = 0; bx < grid.x; ++bx) {
+            std::barrier<> block(threads);
+            g_block_barrier = &block;
+            g_warp_barriers.clear();
+            for (unsigned w = 0; w < (threads + 31) / 32; ++w) g_warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
+            std::vector<std::thread> ts;
+            for (unsigned t = 0; t < threads; ++t)
+                ts.emplace_back([&, t, bx, by] { threadIdx = {t, 0, 0}; blockIdx = {bx, by, 0}; body(); });
+            for (auto& th : ts) th.join();
+        }
+}
+// ---- runtime API emulation ----
+#include <cstring>
+#include <cstdlib>
+#include <string>
+#define CUDART_VERSION 13000
+enum cudaError_t { cudaSuccess = 0, cudaErrorInsufficientDriver = 35, cudaErrorNoDevice = 100, cudaErrorOther = 999 };
+using cudaStream_t = void*;
+struct EmuGraph { std::vector<std::function<void()>> nodes; };
+using cudaGraph_t = EmuGraph*;
+using cudaGraphExec_t = EmuGraph*;
+struct cudaDeviceProp { char name[256]; int major, minor; };
+struct cudaFuncAttributes { size_t sharedSizeBytes; };
+enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
+enum { cudaStreamNonBlocking = 1 };
+enum cudaStreamCaptureMode { cudaStreamCaptureModeThreadLocal };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount, cudaDevAttrMaxSharedMemoryPerBlockOptin };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
+using dim3 = Dim3;
+inline std::vector<std::function<void()>>* g_capture = nullptr;
+alignas(64) inline unsigned char g_dyn_smem[1 << 18];
+inline cudaError_t cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
+inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) { std::strcpy(p->name, "CPU emulator"); p->major = 9; p->minor = 0; return cudaSuccess; }
+inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
+inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) { *v = a == cudaDevAttrMultiProcessorCount ? 4 : 232448; return cudaSuccess; }
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, int) { *s = (void*)1; return cudaSuccess; }
+inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaMalloc(void* p, size_t bytes) { void* m = std::malloc(bytes); std::memset(m, 0xFF, bytes); *static_cast<void**>(p) = m; return cudaSuccess; }
+template <class V> cudaError_t cudaMalloc(V** p, size_t bytes) { return cudaMalloc(static_cast<void*>(p), bytes); }
+inline cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
+inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t) { if (g_capture) std::abort(); std::memcpy(d, s, n); return cudaSuccess; }
+inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) { std::memset(d, v, n); return cudaSuccess; }
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaGetLastError() { return cudaSuccess; }
+inline const char* cudaGetErrorString(cudaError_t) { return "emulated error"; }
+inline const char* cudaGetErrorName(cudaError_t) { return "cudaErrorEmulated"; }
+template <class F> cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int v) { if (v > (1 << 18)) std::abort(); return cudaSuccess; }
+template <class F> cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, F) { a->sharedSizeBytes = 256; return cudaSuccess; }
+inline cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) { g_capture = new std::vector<std::function<void()>>(); return cudaSuccess; }
+inline cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t* g) { *g = new EmuGraph{std::move(*g_capture)}; delete g_capture; g_capture = nullptr; return cudaSuccess; }
+inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long) { *e = new EmuGraph(*g); return cudaSuccess; }
+inline cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete g; return cudaSuccess; }
+inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t g) { delete g; return cudaSuccess; }
+inline cudaError_t cudaGraphLaunch(cudaGraphExec_t g, cudaStream_t) { for (auto& f : g->nodes) f(); return cudaSuccess; }
+inline Dim3 to_dim3(Dim3 d) { return d; }
+inline Dim3 to_dim3(long long x) { return Dim3{static_cast<unsigned>(x), 1, 1}; }
+template <class G, class B, class F> void emu_kernel(G grid, B block, size_t, cudaStream_t, F body) {
+    Dim3 g = to_dim3(grid);
+    unsigned threads = static_cast<unsigned>(block);
+    auto run = [g, threads, body] { emu_launch(g, threads, body); };
+    if (g_capture) g_capture->push_back(run); else run();
+}

@@ -1,0 +1,148 @@
+// Losses on the logits, value and gradient in one pass: one warp per row, its lanes reduced by
+// a fixed butterfly, and the rows' losses summed in a fixed order by a second, one-block
+// kernel, so the step's loss is bit-identical from run to run. The formulas follow loss.cpp.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "activation.cuh"
+#include "sgd.cuh"
+
+namespace fusedmlp::cuda {
+
+// Same order as fusedmlp::Loss.
+enum LossCode : int { kMse, kBce, kCrossEntropy };
+
+template <class V>
+__device__ __forceinline__ V warp_sum(V v) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+template <class V>
+__device__ __forceinline__ V warp_max(V v) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    return v;
+}
+
+// One row of k logits z -> dz (may alias z), called by all 32 lanes of a warp; returns the row's
+// unscaled loss (the sum of its terms) on every lane. scale: 2/(n k) mse, 1/(n k) bce, 1/n ce.
+template <class T>
+__device__ double row_loss_and_grad(int loss, int k, const T* z, T* dz, int label, const T* y, T scale, int lane) {
+    double total = 0;
+    if (loss == kMse) {
+        for (int j = lane; j < k; j += 32) {
+            const T diff = z[j] - y[j];
+            total += static_cast<double>(diff * diff);
+            dz[j] = diff * scale;
+        }
+        return warp_sum(total);
+    }
+    if (loss == kBce) {
+        for (int j = lane; j < k; j += 32) {
+            const T zj = z[j];
+            const T term = fmax(zj, T(0)) - zj * y[j] + dev_log1p(dev_exp(-fabs(zj)));
+            total += static_cast<double>(term);
+            dz[j] = (dev_sigmoid(zj) - y[j]) * scale;
+        }
+        return warp_sum(total);
+    }
+    T m = -INFINITY;
+    for (int j = lane; j < k; j += 32) m = fmax(m, z[j]);
+    m = warp_max(m);
+    T s = 0;
+    for (int j = lane; j < k; j += 32) s += dev_exp(z[j] - m);
+    s = warp_sum(s);
+    const T z_label = z[label];
+    __syncwarp();
+    for (int j = lane; j < k; j += 32) {
+        const T p = dev_exp(z[j] - m) / s;
+        dz[j] = (j == label ? p - T(1) : p) * scale;
+    }
+    __syncwarp();
+    return static_cast<double>(m + dev_log(s) - z_label);
+}
+
+// The loss's scale of dz and divisor of the summed row losses for n rows of k outputs.
+__host__ __device__ inline double loss_divisor(int loss, int n, int k) {
+    return loss == kCrossEntropy ? static_cast<double>(n) : static_cast<double>(n) * k;
+}
+
+template <class T>
+struct LossArgs {
+    int loss = kCrossEntropy;
+    int n = 0, k = 0;
+    const T* z = nullptr;
+    T* dz = nullptr;
+    const int* rows = nullptr;  // batch row -> training sample (null: identity)
+    const int* labels = nullptr;
+    const T* values = nullptr;
+    double* row_loss = nullptr;
+    StepControl control;
+};
+
+template <class T>
+__global__ void loss_rows_kernel(const LossArgs<T> a) {
+    if (step_skipped(a.control)) return;
+    const int lane = threadIdx.x % 32;
+    const int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (r >= a.n) return;
+    const long long sample = a.rows != nullptr ? a.rows[r] : r;
+    const T scale = T((a.loss == kMse ? 2.0 : 1.0) / loss_divisor(a.loss, a.n, a.k));
+    const long long offset = static_cast<long long>(r) * a.k;
+    const int label = a.loss == kCrossEntropy ? a.labels[sample] : 0;
+    const T* y = a.loss == kCrossEntropy ? nullptr : a.values + sample * a.k;
+    const double value = row_loss_and_grad(a.loss, a.k, a.z + offset, a.dz + offset, label, y, scale, lane);
+    if (lane == 0) a.row_loss[r] = value;
+}
+
+// Sums count partial losses in a fixed order on one block of kReduceThreads threads, writes
+// total / divisor to control.step_loss[control.step] and flags the step if it is not finite.
+constexpr int kReduceThreads = 256;
+
+__device__ inline void reduce_step_loss(const double* partial, int count, double divisor, const StepControl& c) {
+    __shared__ double sums[kReduceThreads];
+    double s = 0;
+    for (int i = threadIdx.x; i < count; i += kReduceThreads) s += partial[i];
+    sums[threadIdx.x] = s;
+    __syncthreads();
+    for (int width = kReduceThreads / 2; width > 0; width >>= 1) {
+        if (threadIdx.x < width) sums[threadIdx.x] += sums[threadIdx.x + width];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        const double value = sums[0] / divisor;
+        c.step_loss[c.step] = value;
+        if (!isfinite(value)) mark_diverged(c);
+    }
+}
+
+__global__ void __launch_bounds__(kReduceThreads) loss_sum_kernel(const double* row_loss, int n, double divisor,
+                                                                  const StepControl control) {
+    if (step_skipped(control)) return;
+    reduce_step_loss(row_loss, n, divisor, control);
+}
+
+// forward(): sigmoid (bce) or softmax (cross_entropy) of n rows of k logits, in place.
+template <class T>
+__global__ void output_activation_kernel(int loss, int n, int k, T* z) {
+    const int lane = threadIdx.x % 32;
+    const int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (r >= n) return;
+    T* row = z + static_cast<long long>(r) * k;
+    if (loss == kBce) {
+        for (int j = lane; j < k; j += 32) row[j] = dev_sigmoid(row[j]);
+        return;
+    }
+    T m = -INFINITY;
+    for (int j = lane; j < k; j += 32) m = fmax(m, row[j]);
+    m = warp_max(m);
+    T s = 0;
+    for (int j = lane; j < k; j += 32) s += dev_exp(row[j] - m);
+    s = warp_sum(s);
+    for (int j = lane; j < k; j += 32) row[j] = dev_exp(row[j] - m) / s;
+}
+
+}  // namespace fusedmlp::cuda

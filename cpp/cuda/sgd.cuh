@@ -1,0 +1,70 @@
+// The per-step control every training kernel reads, and the SGD / momentum update applied in
+// the epilogue that completes a parameter's gradient (PyTorch's convention, as sgd.hpp).
+//
+// Divergence without a host round trip: parameters and momentum are double-buffered, step s
+// reading buffer s % 2 and writing buffer (s + 1) % 2. A step whose loss or any written value is
+// non-finite lowers *diverged_step to s; every kernel of a later step sees that and returns
+// at once, so the buffer written before step s still holds the state the host keeps.
+#pragma once
+
+#include <climits>
+#include <cuda_runtime.h>
+
+#include "activation.cuh"
+
+namespace fusedmlp::cuda {
+
+struct StepControl {
+    int step = 0;                  // index of this step in the epoch
+    int* diverged_step = nullptr;  // INT_MAX while no step diverged; null outside training
+    const int* started = nullptr;  // whether the optimizer had started before the epoch
+    const double* lrs = nullptr;   // the epoch's learning rates
+    double* step_loss = nullptr;   // where the step's loss goes
+};
+
+__device__ __forceinline__ bool step_skipped(const StepControl& c) {
+    return c.diverged_step != nullptr && *reinterpret_cast<volatile int*>(c.diverged_step) < c.step;
+}
+
+__device__ __forceinline__ void mark_diverged(const StepControl& c) {
+    if (c.diverged_step != nullptr) atomicMin(c.diverged_step, c.step);
+}
+
+// Where a completed gradient goes: into grad_out (gradient mode, loss_and_grad), or through
+// the optimizer from param_in/mom_in to param_out/mom_out.
+template <class T>
+struct SgdUpdate {
+    T* grad_out = nullptr;
+    const T* param_in = nullptr;
+    T* param_out = nullptr;
+    const T* mom_in = nullptr;
+    T* mom_out = nullptr;
+    T momentum = 0;
+    T weight_decay = 0;
+    bool nesterov = false;
+};
+
+template <class T>
+__device__ __forceinline__ void apply_gradient(const SgdUpdate<T>& u, const StepControl& c, long long index, T g,
+                                               bool is_weight) {
+    if (u.grad_out != nullptr) {
+        u.grad_out[index] = g;
+        return;
+    }
+    const T p = u.param_in[index];
+    if (is_weight && u.weight_decay != T(0)) g = g + u.weight_decay * p;
+    T direction = g;
+    if (u.momentum != T(0)) {
+        const bool first = c.step == 0 && *c.started == 0;
+        const T b = first ? g : u.momentum * u.mom_in[index] + g;
+        u.mom_out[index] = b;
+        direction = u.nesterov ? g + u.momentum * b : b;
+    } else {
+        u.mom_out[index] = u.mom_in[index];  // keep the buffers' content, as the CPU backend does
+    }
+    const T updated = p - T(c.lrs[c.step]) * direction;
+    u.param_out[index] = updated;
+    if (!dev_isfinite(updated)) mark_diverged(c);
+}
+
+}  // namespace fusedmlp::cuda

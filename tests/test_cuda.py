@@ -1,0 +1,344 @@
+"""The CUDA backend against the NumPy reference: ops, whole epochs on both kernel paths (the
+fused narrow-network kernel and the tiled GEMMs), optimizer variants, divergence, determinism.
+Every test but the first group needs a GPU and is skipped, saying why, without one."""
+
+import numpy as np
+import pytest
+
+from fusedmlp import reference
+from fusedmlp import cuda_backend
+from fusedmlp.cuda_backend import CudaBackend, cuda_available, cuda_unavailable_reason
+
+from conftest import assert_matches_reference
+
+ACTIVATIONS = reference.ACTIVATIONS
+LOSSES = reference.LOSSES
+# Whole trajectories in float32 differ from the reference by summation order only.
+TRAJECTORY_TOLERANCE = {np.float32: 2e-3, np.float64: 1e-8}
+
+
+# --- without a GPU: a clear error -------------------------------------------------------------
+
+
+def test_availability_and_reason_agree():
+    reason = cuda_unavailable_reason()
+    assert cuda_available() == (reason == "")
+    if not cuda_available():
+        with pytest.raises((RuntimeError, ImportError), match="backend='cuda' is unavailable"):
+            CudaBackend([3, 4, 2], "relu", "mse", np.float32)
+
+
+def test_missing_module_gives_clear_error(monkeypatch):
+    monkeypatch.setattr(cuda_backend, "_cuda", None)
+    monkeypatch.setattr(cuda_backend, "_CUDA_IMPORT_ERROR", ImportError("No module named 'fusedmlp._cuda'"))
+    assert not cuda_available()
+    assert "built without its CUDA module" in cuda_unavailable_reason()
+    with pytest.raises(ImportError, match="built without its CUDA module"):
+        CudaBackend([3, 4, 2], "relu", "mse", np.float32)
+
+
+needs_gpu = pytest.mark.skipif(not cuda_available(), reason=f"no CUDA backend here: {cuda_unavailable_reason()}")
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def make_data(sizes, loss, n, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, sizes[0])).astype(dtype)
+    k = sizes[-1]
+    if loss == "cross_entropy":
+        y = rng.integers(0, k, size=n).astype(np.int64)
+    elif loss == "bce":
+        y = rng.uniform(size=(n, k)).astype(dtype)
+    else:
+        y = rng.normal(size=(n, k)).astype(dtype)
+    return X, y
+
+
+def make_net(sizes, activation, loss, dtype, path, seed=1):
+    """A CUDA backend on the given path and the reference's initial parameters."""
+    net = CudaBackend(sizes, activation, loss, dtype)
+    if path == "fused":
+        assert net._net.fused_eligible, sizes
+    net._net.fused = path == "fused"
+    weights, biases = reference.init_parameters(sizes, activation, np.random.default_rng(seed), dtype)
+    net.set_parameters(weights, biases)
+    return net, weights, biases
+
+
+def reference_epochs(weights, biases, activation, loss, X, y, orders, lrs, batch_size, drop_last=False,
+                     momentum=0.0, nesterov=False, weight_decay=0.0):
+    weights = [w.copy() for w in weights]
+    biases = [b.copy() for b in biases]
+    w_bufs = [np.zeros_like(w) for w in weights]
+    b_bufs = [np.zeros_like(b) for b in biases]
+    losses = []
+    first = True
+    for order, rates in zip(orders, lrs):
+        step_loss, diverged = reference.train_epoch(weights, biases, w_bufs, b_bufs, activation, loss, X, y, order,
+                                                    rates, batch_size, drop_last, momentum, nesterov, weight_decay,
+                                                    first)
+        assert not diverged
+        losses.append(step_loss)
+        first = False
+    return weights, biases, losses
+
+
+def epoch_plan(n, batch_size, drop_last, epochs, lr, seed=2):
+    rng = np.random.default_rng(seed)
+    steps = len(reference.batch_bounds(n, batch_size, drop_last))
+    orders = [rng.permutation(n).astype(np.int64) for _ in range(epochs)]
+    lrs = [np.full(steps, lr) * (1 + 0.1 * np.arange(steps) / max(steps, 1)) for _ in range(epochs)]
+    return orders, lrs
+
+
+def assert_trajectory(net, weights, biases, losses, step_losses, dtype):
+    got_w, got_b = net.get_parameters()
+    tolerance = TRAJECTORY_TOLERANCE[dtype]
+    for got, want in zip(got_w + got_b, weights + biases):
+        assert got.dtype == want.dtype
+        assert_matches_reference(got, want, dtype, tolerance)
+    assert_matches_reference(np.concatenate(step_losses), np.concatenate(losses), dtype, tolerance)
+
+
+NARROW = [5, 17, 9, 3]  # every width <= 128: both paths
+PATHS = ["fused", "tiled"]
+
+# --- ops ---------------------------------------------------------------------------------------
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_loss_and_grad_matches_reference(activation, loss, path, dtype):
+    net, weights, biases = make_net(NARROW, activation, loss, dtype, path)
+    X, y = make_data(NARROW, loss, 37, dtype)  # one full fused tile of 32 rows and a partial one
+    value, dW, db = net.loss_and_grad(X, y)
+    want_value, want_dW, want_db = reference.network_loss_and_grad(weights, biases, activation, loss, X, y)
+    assert value == pytest.approx(want_value, rel=10 * {np.float32: 1e-6, np.float64: 1e-14}[dtype])
+    for got, want in zip(dW + db, want_dW + want_db):
+        assert got.dtype == dtype
+        assert_matches_reference(got, want, dtype)
+    # and nothing changed
+    for got, want in zip(net.get_parameters()[0], weights):
+        np.testing.assert_array_equal(got, want)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("activation", ["gelu", "tanh", "gelu_tanh"])
+def test_logits_and_outputs_match_reference(activation, loss, dtype):
+    sizes = [6, 130, 11, 4]
+    net, weights, biases = make_net(sizes, activation, loss, dtype, "tiled")
+    X, _ = make_data(sizes, loss, 301, dtype)
+    want = reference.network_logits(weights, biases, activation, X)
+    assert_matches_reference(net.logits(X), want, dtype)
+    assert_matches_reference(net.outputs(X), reference.output_activation(loss, want), dtype)
+
+
+@needs_gpu
+def test_forward_of_many_rows_in_chunks_and_of_none():
+    sizes = [3, 8, 2]
+    net, weights, biases = make_net(sizes, "relu", "mse", np.float32, "tiled")
+    X, _ = make_data(sizes, "mse", 40000, np.float32)
+    assert_matches_reference(net.logits(X), reference.network_logits(weights, biases, "relu", X), np.float32)
+    assert net.logits(X[:0]).shape == (0, 2)
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+@needs_gpu
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_training_matches_reference(activation, loss, path):
+    dtype = np.float32
+    net, weights, biases = make_net(NARROW, activation, loss, dtype, path)
+    X, y = make_data(NARROW, loss, 100, dtype)
+    orders, lrs = epoch_plan(100, 16, False, 3, 0.05)  # 7 steps, the last of 4 rows
+    want_w, want_b, want_losses = reference_epochs(weights, biases, activation, loss, X, y, orders, lrs, 16)
+    step_losses = []
+    for order, rates in zip(orders, lrs):
+        step_loss, diverged = net.train_epoch(X, y, order, 16, False, rates, 0.0, False, 0.0)
+        assert not diverged and step_loss.dtype == np.float64
+        step_losses.append(step_loss)
+    assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+
+
+OPTIMIZERS = [(0.9, False, 0.0), (0.9, True, 0.0), (0.0, False, 1e-2), (0.5, True, 1e-3)]
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("momentum,nesterov,weight_decay", OPTIMIZERS)
+def test_optimizers_match_reference(momentum, nesterov, weight_decay, path, dtype):
+    sizes = [8, 64, 32, 5]
+    net, weights, biases = make_net(sizes, "tanh", "cross_entropy", dtype, path)
+    X, y = make_data(sizes, "cross_entropy", 90, dtype)
+    orders, lrs = epoch_plan(90, 20, True, 3, 0.1)
+    want_w, want_b, want_losses = reference_epochs(weights, biases, "tanh", "cross_entropy", X, y, orders, lrs, 20,
+                                                   True, momentum, nesterov, weight_decay)
+    step_losses = []
+    for order, rates in zip(orders, lrs):
+        step_loss, diverged = net.train_epoch(X, y, order, 20, True, rates, momentum, nesterov, weight_decay)
+        assert not diverged and len(step_loss) == 4
+        step_losses.append(step_loss)
+    assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+    w_momentum, b_momentum, started = net.get_optimizer_state()
+    assert started
+    if momentum == 0:
+        assert all(not m.any() for m in w_momentum + b_momentum)
+    else:
+        assert all(m.any() for m in w_momentum)
+
+
+AWKWARD = [
+    ([1, 1, 1], 1, "fused"),
+    ([2, 3, 1], 7, "fused"),
+    ([13, 63, 64, 65, 2], 33, "fused"),
+    ([128, 128, 128, 127], 31, "fused"),
+    ([7, 127, 129, 5], 65, "tiled"),
+    ([130, 31, 1], 64, "tiled"),
+    ([61, 97, 3], 1, "tiled"),
+    ([3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2], 5, "tiled"),  # too deep for the fused kernel
+]
+
+
+@needs_gpu
+@pytest.mark.parametrize("sizes,batch_size,path", AWKWARD)
+def test_awkward_sizes_match_reference(sizes, batch_size, path):
+    dtype = np.float64
+    loss = "mse" if sizes[-1] == 1 else "cross_entropy"
+    net, weights, biases = make_net(sizes, "leaky_relu", loss, dtype, path)
+    n = 67
+    X, y = make_data(sizes, loss, n, dtype)
+    value, dW, _ = net.loss_and_grad(X, y)
+    want_value, want_dW, _ = reference.network_loss_and_grad(weights, biases, "leaky_relu", loss, X, y)
+    assert value == pytest.approx(want_value, rel=1e-12)
+    for got, want in zip(dW, want_dW):
+        assert_matches_reference(got, want, dtype)
+    orders, lrs = epoch_plan(n, batch_size, False, 2, 0.01)
+    want_w, want_b, want_losses = reference_epochs(weights, biases, "leaky_relu", loss, X, y, orders, lrs,
+                                                   batch_size, False, 0.9)
+    step_losses = [net.train_epoch(X, y, o, batch_size, False, r, 0.9, False, 0.0)[0] for o, r in zip(orders, lrs)]
+    assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+
+
+@needs_gpu
+@pytest.mark.parametrize("tile", ["64", "128"])
+def test_wide_network_on_both_gemm_tiles(tile, monkeypatch):
+    monkeypatch.setenv("FUSEDMLP_CUDA_TILE", tile)
+    sizes = [100, 257, 129, 10]
+    dtype = np.float32
+    net, weights, biases = make_net(sizes, "relu", "cross_entropy", dtype, "tiled")
+    assert not net._net.fused_eligible
+    X, y = make_data(sizes, "cross_entropy", 300, dtype)
+    value, dW, db = net.loss_and_grad(X, y)
+    want_value, want_dW, want_db = reference.network_loss_and_grad(weights, biases, "relu", "cross_entropy", X, y)
+    assert value == pytest.approx(want_value, rel=1e-5)
+    for got, want in zip(dW + db, want_dW + want_db):
+        assert_matches_reference(got, want, dtype)
+    orders, lrs = epoch_plan(300, 128, False, 2, 0.05)
+    want_w, want_b, want_losses = reference_epochs(weights, biases, "relu", "cross_entropy", X, y, orders, lrs, 128,
+                                                   False, 0.9, True, 1e-4)
+    step_losses = [net.train_epoch(X, y, o, 128, False, r, 0.9, True, 1e-4)[0] for o, r in zip(orders, lrs)]
+    assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+
+
+@needs_gpu
+@pytest.mark.parametrize("path,batch_size", [("fused", 8), ("fused", 40), ("tiled", 8)])
+def test_divergent_step_is_not_applied_and_later_steps_do_nothing(path, batch_size):
+    sizes = [4, 16, 3]
+    n = 8 * batch_size
+    X, y = make_data(sizes, "mse", n, np.float32)
+    order = np.arange(n, dtype=np.int64)
+    lrs = np.full(8, 0.01)
+    lrs[5] = np.inf  # step 5 writes non-finite parameters
+    net, _, _ = make_net(sizes, "relu", "mse", np.float32, path)
+    step_loss, diverged = net.train_epoch(X, y, order, batch_size, False, lrs, 0.9, False, 0.0)
+    assert diverged and len(step_loss) == 6 and np.isfinite(step_loss).all()
+    # the state must be exactly that after the first five steps
+    twin, _, _ = make_net(sizes, "relu", "mse", np.float32, path)
+    twin_loss, twin_diverged = twin.train_epoch(X, y, order[:5 * batch_size], batch_size, False, lrs[:5], 0.9, False,
+                                                0.0)
+    assert not twin_diverged
+    np.testing.assert_array_equal(step_loss[:5], twin_loss)
+    for got, want in zip(sum(net.get_parameters(), []), sum(twin.get_parameters(), [])):
+        np.testing.assert_array_equal(got, want)
+    got_state, want_state = net.get_optimizer_state(), twin.get_optimizer_state()
+    for got, want in zip(got_state[0] + got_state[1], want_state[0] + want_state[1]):
+        np.testing.assert_array_equal(got, want)
+    # training goes on from there
+    step_loss, diverged = net.train_epoch(X, y, order, batch_size, False, np.full(8, 0.01), 0.9, False, 0.0)
+    assert not diverged and len(step_loss) == 8 and np.isfinite(step_loss).all()
+
+
+@needs_gpu
+@pytest.mark.parametrize("path", PATHS)
+def test_non_finite_loss_diverges_at_once(path):
+    sizes = [4, 16, 3]
+    X, y = make_data(sizes, "cross_entropy", 16, np.float32)
+    net, weights, biases = make_net(sizes, "relu", "cross_entropy", np.float32, path)
+    net.set_parameters([np.full_like(w, np.inf) for w in weights], biases)
+    step_loss, diverged = net.train_epoch(X, y, np.arange(16, dtype=np.int64), 4, False, np.full(4, 0.1), 0.0,
+                                          False, 0.0)
+    assert diverged and len(step_loss) == 1 and not np.isfinite(step_loss[0])
+    assert not net.get_optimizer_state()[2]  # no step was applied: the optimizer has not started
+
+
+@needs_gpu
+@pytest.mark.parametrize("graphs", ["1", "0"])
+@pytest.mark.parametrize("sizes", [[20, 64, 64, 4], [20, 200, 4]])
+def test_bit_identical_run_to_run_with_and_without_graphs(sizes, graphs, monkeypatch):
+    monkeypatch.setenv("FUSEDMLP_CUDA_GRAPHS", graphs)
+    X, y = make_data(sizes, "cross_entropy", 1000, np.float32)
+    orders, lrs = epoch_plan(1000, 96, False, 2, 0.05)
+    results = []
+    for _ in range(2):
+        net, _, _ = make_net(sizes, "gelu", "cross_entropy", np.float32, "fused" if sizes[1] <= 128 else "tiled")
+        losses = [net.train_epoch(X, y, o, 96, False, r, 0.9, True, 1e-4)[0] for o, r in zip(orders, lrs)]
+        results.append((np.concatenate(losses), sum(net.get_parameters(), [])))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_gpu
+def test_optimizer_state_round_trip_and_reset():
+    sizes = [4, 8, 3]
+    X, y = make_data(sizes, "cross_entropy", 32, np.float64)
+    net, weights, biases = make_net(sizes, "sigmoid", "cross_entropy", np.float64, "fused")
+    w_m, b_m, started = net.get_optimizer_state()
+    assert not started and all(not m.any() for m in w_m + b_m)
+    order = np.arange(32, dtype=np.int64)
+    net.train_epoch(X, y, order, 8, False, np.full(4, 0.1), 0.9, False, 0.0)
+    state = net.get_optimizer_state()
+    params = net.get_parameters()
+    net.train_epoch(X, y, order, 8, False, np.full(4, 0.1), 0.9, False, 0.0)
+    after = net.get_parameters()
+    # restoring parameters and optimizer state replays the second epoch exactly
+    net.set_parameters(*params)
+    net.reset_optimizer()
+    assert not net.get_optimizer_state()[2]
+    net.set_optimizer_state(*state)
+    net.train_epoch(X, y, order, 8, False, np.full(4, 0.1), 0.9, False, 0.0)
+    for got, want in zip(sum(net.get_parameters(), []), sum(after, [])):
+        np.testing.assert_array_equal(got, want)
+
+
+@needs_gpu
+def test_changed_training_set_is_uploaded_again():
+    sizes = [4, 8, 1]
+    X, y = make_data(sizes, "mse", 50, np.float32)
+    net, weights, biases = make_net(sizes, "relu", "mse", np.float32, "fused")
+    order = np.arange(50, dtype=np.int64)
+    net.train_epoch(X, y, order, 50, False, np.zeros(1), 0.0, False, 0.0)
+    X *= 2  # in place: the same array object with new contents
+    step_loss, _ = net.train_epoch(X, y, order, 50, False, np.zeros(1), 0.0, False, 0.0)
+    want, _, _ = reference.network_loss_and_grad(weights, biases, "relu", "mse", X, y)
+    assert step_loss[0] == pytest.approx(want, rel=1e-5)
