@@ -194,20 +194,11 @@ def test_loss_and_grad_agree_with_the_reference(backend, case, n):
         assert_agrees(got, [w[2][l] for w in wanted], exact_db[l], dtype, f"db[{l}]")
 
 
-def _vector_isa():
-    native = fm.backends._native
-    return native is not None and getattr(native, "isa", lambda: "generic")() != "generic"
-
-
 SATURATED_TANH = {"sizes": [5, 5, 1], "activation": "tanh", "loss": "mse", "dtype": "float32", "scale": 1000.0,
                   "seed": 627}
 
 
 @pytest.mark.parametrize("backend", NATIVE_BACKENDS)
-@pytest.mark.xfail(_vector_isa(), strict=True,
-                   reason="avx2/avx512 float32 epilogues: vector tanh tops out at 0.99999976 (4 ulp below 1) for |z| "
-                          ">= 8, so 1 - h^2 = 4.8e-7 instead of ~0 for saturated units (reported; the generic path "
-                          "gives 1 and passes)")
 def test_saturated_tanh_gradient_float32(backend):
     """Found by hypothesis: float32 tanh units with |z| from 6 to 800. The reference is 1.6e-3
     off the exact gradient (1 - tanh^2 cancels); the native one must not be worse than that."""

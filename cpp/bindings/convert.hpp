@@ -134,10 +134,11 @@ inline void require_shape(const py::array& a, const std::vector<py::ssize_t>& sh
 
 inline void require_labels_below(const Labels& labels, std::size_t k, const char* name) {
     const std::int64_t* p = labels.data();
+    // The message is built only for a label that fails: this runs once per sample per epoch.
     for (py::ssize_t i = 0; i < labels.size(); ++i)
-        require(p[i] >= 0 && static_cast<std::size_t>(p[i]) < k,
-                std::string(name) + ": class labels must lie in [0, " + std::to_string(k) + "), got " +
-                    std::to_string(p[i]));
+        if (p[i] < 0 || static_cast<std::size_t>(p[i]) >= k)
+            require(false, std::string(name) + ": class labels must lie in [0, " + std::to_string(k) + "), got " +
+                               std::to_string(p[i]));
 }
 
 }  // namespace fusedmlp::bindings

@@ -66,6 +66,7 @@ void bind_mlp_for(py::module_& m, const char* name) {
                  // Every buffer is at most (largest size)^2 elements: keep that product exact.
                  const std::size_t largest = *std::max_element(sizes.begin(), sizes.end());
                  require(largest <= (std::size_t(1) << 31), "layer_sizes: every size must be at most 2^31");
+                 require_network_fits<T>(sizes);
                  return new Mlp<T>(sizes, parse_activation(activation), parse_loss(loss));
              }),
              py::arg("layer_sizes"), py::arg("activation"), py::arg("loss"))
@@ -107,6 +108,7 @@ void bind_mlp_for(py::module_& m, const char* name) {
             [](const Mlp<T>& net, const Array<T>& x, const py::array& y) {
                 require_features(net, x);
                 require(x.shape(0) >= 1, "X: expected at least one sample");
+                require_workspace_fits<T>(net.layer_sizes(), static_cast<std::uint64_t>(x.shape(0)), "X");
                 const TargetArrays<T> targets(net, y, x.shape(0));
                 const auto& sizes = net.layer_sizes();
                 py::list dw_list, db_list;
@@ -161,9 +163,10 @@ void bind_mlp_for(py::module_& m, const char* name) {
                 require_shape(order, {-1}, "order");
                 require_shape(lrs, {-1}, "lrs");
                 const std::size_t length = static_cast<std::size_t>(order.size());
+                require_workspace_fits<T>(net.layer_sizes(), std::min<std::uint64_t>(batch_size, length), "batch_size");
                 const std::int64_t* idx = order.data();
                 for (std::size_t i = 0; i < length; ++i)
-                    require(idx[i] >= 0 && idx[i] < x.shape(0), "order: indices must lie in [0, n)");
+                    if (idx[i] < 0 || idx[i] >= x.shape(0)) require(false, "order: indices must lie in [0, n)");
                 const std::size_t steps = drop_last ? length / batch_size : (length + batch_size - 1) / batch_size;
                 require(static_cast<std::size_t>(lrs.size()) == steps,
                         "lrs: expected " + std::to_string(steps) + " learning rates, got " + std::to_string(lrs.size()));

@@ -47,7 +47,11 @@ struct VectorMath {
         const Reg q = poly(x2, c(4.89352518554385e-03f), c(2.26843463243900e-03f), c(1.18534705686654e-04f),
                            c(1.19825839466702e-06f));
         // Tiny |x|: tanh x = x to float precision (and keeps -0.0).
-        return V::select_negative(V::sub(V::abs(x), c(0.0004f)), x, V::div(p, q));
+        const Reg body = V::select_negative(V::sub(V::abs(x), c(0.0004f)), x, V::div(p, q));
+        // From |x| = 9.01 on, float32 tanh x rounds to exactly +-1; the clamped approximation
+        // would stop 4 ulp short, and 1 - tanh^2 of a saturated unit would not be 0.
+        const Reg unit = V::select_negative(x, c(-1.0f), c(1.0f));
+        return V::select_negative(V::sub(V::abs(x), c(9.01f)), body, unit);
     }
 
     // 1 / (1 + e^-z) from e = e^-|z|: no overflow, no cancellation.

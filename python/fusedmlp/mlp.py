@@ -414,11 +414,13 @@ class MLP:
 
     # --- files and other libraries ---------------------------------------------------------
 
-    def save(self, path):
-        """Write the model to path (see fusedmlp.io: no pickle)."""
+    def save(self, path, include_optimizer=False):
+        """Write the model to path (see fusedmlp.io: no pickle). include_optimizer also stores the
+        momentum buffers and the step counter, so that a loaded model's partial_fit continues
+        exactly where this one would."""
         from .io import save
 
-        save(self, path)
+        save(self, path, include_optimizer=include_optimizer)
 
     def to_torch(self):
         """An equivalent torch.nn.Sequential (needs torch; see fusedmlp.torch_interop)."""
