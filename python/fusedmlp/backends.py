@@ -8,6 +8,7 @@ small interface over arrays already validated and converted by the MLP:
     reset_optimizer()                              the next step starts fresh momentum
     get_optimizer_state() -> (w_momentum, b_momentum, started)   copies; zeros before momentum
     set_optimizer_state(w_momentum, b_momentum, started)
+    release_training_set()                         the end of a fit: forget any copy of X and y
     train_epoch(X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay)
         -> (step_loss, diverged): the loss of each step that ran, parameters updated in place.
         A step diverges when its loss or a parameter value it would write is non-finite; it is
@@ -89,6 +90,9 @@ class NumpyBackend:
         self._b_momentum = [b.copy() for b in b_momentum]
         self._first_step = not started
 
+    def release_training_set(self):
+        """Nothing is kept between fits: every epoch reads X and y where they are."""
+
     def train_epoch(self, X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay):
         with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported, not warned about
             step_loss, diverged = reference.train_epoch(
@@ -137,6 +141,9 @@ class CpuBackend:
     def set_optimizer_state(self, w_momentum, b_momentum, started):
         for l, (w, b) in enumerate(zip(w_momentum, b_momentum)):
             self._net.set_optimizer_state(l, w, b, bool(started))
+
+    def release_training_set(self):
+        """Nothing is kept between fits: every epoch reads X and y where they are."""
 
     def train_epoch(self, X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay):
         return self._net.train_epoch(X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay)

@@ -97,6 +97,11 @@ class CudaBackend:
             bool(nesterov), float(weight_decay))
         return step_loss, bool(diverged)
 
+    def release_training_set(self):
+        """The next fit uploads its training set again, even if it passes the same arrays: their
+        contents may have changed in between. (The device buffers are reused by that upload.)"""
+        self._training_set = None
+
     def _ensure_training_set(self, X, y):
         """Uploads (X, y) unless the device already holds them: the same arrays, with the same
         contents at a few thousand evenly spaced places. An epoch loop passes the same arrays

@@ -393,6 +393,9 @@ class MLP:
                         stop_reason = "early_stopping"
                         break
         finally:
+            # The next fit may pass the same array with new contents: a backend that keeps the
+            # training set (on a GPU) must take it afresh.
+            self._backend.release_training_set()
             if bar is not None:
                 bar.close()
 
