@@ -310,7 +310,7 @@ struct CudaMlp<T>::Impl {
         const std::size_t dynamic_limit = static_cast<std::size_t>(limit) - attributes.sharedSizeBytes;
         std::size_t bytes = static_cast<std::size_t>(offset) * sizeof(T);
         const std::size_t staged_bytes = static_cast<std::size_t>(stage_off + stage) * sizeof(T);
-        if (staged_bytes <= dynamic_limit && std::getenv("FUSEDMLP_CUDA_NO_STAGE") == nullptr) {
+        if (staged_bytes <= dynamic_limit) {
             f.stage_off = stage_off;
             bytes = staged_bytes;
         }

@@ -4,12 +4,13 @@
 // gradient sums over the whole batch, across blocks: each block writes its partial sums, and
 // a second kernel adds the blocks' partials in block order (deterministic, no atomics), then
 // applies the SGD update to each parameter and sums the blocks' losses. A batch that fits one
-// tile (batch_size <= kFusedRows) runs as this one kernel alone, applying its own updates.
+// tile (batch_size <= kFusedRows) runs as this one kernel alone, applying its own updates, and
+// a whole epoch of such batches as one launch of fused_epoch_kernel.
 //
 // A block is alone on its SM or nearly so (8 warps): a global load in an inner loop stalls the
 // whole block for its full latency. Where shared memory allows, each layer's weights and bias
 // are therefore copied into shared memory first (all loads of the copy in flight at once), and
-// the products read them from there; otherwise they read global memory as before.
+// the products read them from there; otherwise (no room) they read global memory.
 #pragma once
 
 #include <cuda_runtime.h>
