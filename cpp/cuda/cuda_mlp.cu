@@ -82,21 +82,71 @@ int forced_tile() {
     return value == nullptr ? 0 : std::atoi(value);
 }
 
+// 128 x 128 tiles where they still fill the device twice over; 64 x 64 tiles otherwise
+// (and always for double, whose 8 x 8 register block would spill).
+template <class T>
+bool big_tiles(long long M, long long N, int sms, int tile) {
+    if (!std::is_same<T, float>::value) return false;
+    const long long count = ((M + 127) / 128) * ((N + 127) / 128);
+    return tile == 0 ? count >= 2LL * sms : tile == 128;
+}
+
+// Largest workspace of a split weight gradient (elements); beyond it the split is smaller.
+constexpr long long kMaxSplitWorkspace = 1LL << 26;
+// Fewest batch rows one K range of a split weight gradient sums.
+constexpr long long kMinSplitRows = 64;
+constexpr int kMaxSplits = 32;
+
+struct SplitPlan {
+    int splits = 1;
+    int chunk = 0;  // rows per K range (a multiple of 16), 0 when not split
+};
+
+// How a weight gradient of M x N outputs summed over K rows is split along K: into enough
+// ranges that its blocks fill the device about twice over, each of at least kMinSplitRows.
+template <class T>
+SplitPlan plan_split(long long M, long long N, long long K, int sms, int tile) {
+    SplitPlan plan;
+    const int edge = big_tiles<T>(M, N, sms, tile) ? 128 : 64;
+    const long long tiles = ((M + edge - 1) / edge) * ((N + edge - 1) / edge);
+    long long splits = std::min<long long>((2LL * sms + tiles - 1) / tiles, K / kMinSplitRows);
+    splits = std::min<long long>({splits, kMaxSplits, kMaxSplitWorkspace / std::max(M * N, 1LL)});
+    if (splits < 2) return plan;
+    const long long chunk = ((K + splits - 1) / splits + 15) / 16 * 16;
+    plan.chunk = static_cast<int>(chunk);
+    plan.splits = static_cast<int>((K + chunk - 1) / chunk);
+    if (plan.splits < 2) plan = SplitPlan{};
+    return plan;
+}
+
+// g.split_out: the workspace of a split weight gradient (null: never split).
 template <int KIND, class T>
-void launch_gemm(const GemmArgs<T>& g, cudaStream_t stream, int sms, int tile) {
-    // 128 x 128 tiles where they still fill the device twice over; 64 x 64 tiles otherwise
-    // (and always for double, whose 8 x 8 register block would spill).
-    const long long big_tiles = static_cast<long long>((g.M + 127) / 128) * ((g.N + 127) / 128);
-    const bool big = tile == 0 ? big_tiles >= 2LL * sms : tile == 128;
+void launch_gemm(GemmArgs<T> g, cudaStream_t stream, int sms, int tile) {
+    const bool big = big_tiles<T>(g.M, g.N, sms, tile);
+    SplitPlan plan;
+    if constexpr (KIND == kWeightGrad) {
+        if (g.split_out != nullptr) plan = plan_split<T>(g.M, g.N, g.K, sms, tile);
+    }
+    if (plan.splits < 2) g.split_out = nullptr;
+    g.k_chunk = plan.chunk;
+    const unsigned splits = static_cast<unsigned>(plan.splits);
+    bool launched = false;
     if constexpr (std::is_same<T, float>::value) {
         if (big) {
-            const dim3 grid((g.N + 127) / 128, (g.M + 127) / 128);
+            const dim3 grid((g.N + 127) / 128, (g.M + 127) / 128, splits);
             gemm_kernel<T, 128, 128, 8, 8, 8, KIND><<<grid, 256, 0, stream>>>(g);
-            return;
+            launched = true;
         }
     }
-    const dim3 grid((g.N + 63) / 64, (g.M + 63) / 64);
-    gemm_kernel<T, 64, 64, 16, 4, 4, KIND><<<grid, 256, 0, stream>>>(g);
+    if (!launched) {
+        const dim3 grid((g.N + 63) / 64, (g.M + 63) / 64, splits);
+        gemm_kernel<T, 64, 64, 16, 4, 4, KIND><<<grid, 256, 0, stream>>>(g);
+    }
+    if (plan.splits > 1) {
+        const long long count = static_cast<long long>(g.M) * g.N;
+        const int blocks = static_cast<int>((count + 255) / 256);
+        splitk_update_kernel<T><<<blocks, 256, 0, stream>>>(g, plan.splits);
+    }
 }
 
 }  // namespace
@@ -169,6 +219,7 @@ struct CudaMlp<T>::Impl {
     std::size_t ws_rows = 0;
     std::vector<DeviceArray<T>> z, h;
     DeviceArray<T> dz[2];
+    DeviceArray<T> split_ws;  // the K ranges of a split weight gradient
     DeviceArray<double> row_loss;
     DeviceArray<T> partial;
     DeviceArray<double> partial_loss;
@@ -246,15 +297,31 @@ struct CudaMlp<T>::Impl {
         int device = 0, limit = 48 * 1024;
         check(cudaGetDevice(&device), "cudaGetDevice");
         check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
-        const std::size_t bytes = static_cast<std::size_t>(offset) * sizeof(T);
+        // Room for one layer's W and b, copied into shared memory per layer where it fits.
+        int stage = 0;
+        for (int l = 0; l < layers; ++l)
+            stage = std::max(stage, static_cast<int>(sizes[l] * sizes[l + 1] + sizes[l + 1]));
+        const int stage_off = (offset + 3) / 4 * 4;
         // The kernel's static shared memory (row losses) comes out of the same budget. The
         // attribute belongs to the kernel, shared by every network: always set it to the most
         // the device allows, never to this network's need.
         cudaFuncAttributes attributes{};
         check(cudaFuncGetAttributes(&attributes, fused_mlp_kernel<T>), "cudaFuncGetAttributes");
         const std::size_t dynamic_limit = static_cast<std::size_t>(limit) - attributes.sharedSizeBytes;
+        std::size_t bytes = static_cast<std::size_t>(offset) * sizeof(T);
+        const std::size_t staged_bytes = static_cast<std::size_t>(stage_off + stage) * sizeof(T);
+        if (staged_bytes <= dynamic_limit) {
+            f.stage_off = stage_off;
+            bytes = staged_bytes;
+        }
         if (bytes > dynamic_limit) return;
         check(cudaFuncSetAttribute(fused_mlp_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(dynamic_limit)),
+              "cudaFuncSetAttribute");
+        cudaFuncAttributes epoch_attributes{};
+        check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T>), "cudaFuncGetAttributes");
+        if (epoch_attributes.sharedSizeBytes != attributes.sharedSizeBytes) return;
+        check(cudaFuncSetAttribute(fused_epoch_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    static_cast<int>(dynamic_limit)),
               "cudaFuncSetAttribute");
         fused_layout = f;
@@ -285,6 +352,13 @@ struct CudaMlp<T>::Impl {
         widest = std::max(widest, sizes[0]);
         dz[0].grow(rows * widest);
         dz[1].grow(rows * widest);
+        long long split_need = 0;
+        for (int l = 0; l < layers; ++l) {
+            const long long M = static_cast<long long>(sizes[l]) + 1, N = static_cast<long long>(sizes[l + 1]);
+            const SplitPlan plan = plan_split<T>(M, N, static_cast<long long>(rows), sms, tile);
+            if (plan.splits > 1) split_need = std::max(split_need, plan.splits * M * N);
+        }
+        if (split_need > 0) split_ws.grow(static_cast<std::size_t>(split_need));
         row_loss.grow(rows);
         ws_rows = rows;
         ++generation;
@@ -359,6 +433,7 @@ struct CudaMlp<T>::Impl {
             g.update = update;
             g.w_offset = w_off[l];
             g.b_offset = b_off[l];
+            g.split_out = split_ws.get();
             g.control = c;
             launch_gemm<kWeightGrad>(g, stream, sms, tile);
             cur ^= 1;
@@ -408,8 +483,38 @@ struct CudaMlp<T>::Impl {
         }
     }
 
+    // Whether the epoch runs as one fused_epoch_kernel launch: every batch is one fused tile.
+    static bool one_launch_epoch(bool use_fused, std::size_t batch_size) {
+        return use_fused && batch_size <= static_cast<std::size_t>(kFusedRows);
+    }
+
     void enqueue_epoch(bool use_fused, std::size_t order_length, std::size_t batch_size, std::size_t steps,
                        const SgdConfig& config) {
+        if (one_launch_epoch(use_fused, batch_size)) {
+            FusedArgs<T> f = fused_layout;
+            f.x = train_x.get();
+            f.labels = train_labels.get();
+            f.values = train_values.get();
+            f.direct = true;
+            f.update.momentum = T(config.momentum);
+            f.update.weight_decay = T(config.weight_decay);
+            f.update.nesterov = config.nesterov;
+            f.control.diverged_step = control.get();
+            f.control.started = control.get() + 1;
+            f.control.lrs = lrs.get();
+            f.control.step_loss = step_loss.get();
+            FusedEpoch<T> e;
+            e.steps = static_cast<int>(steps);
+            e.batch_size = static_cast<int>(batch_size);
+            e.order_length = static_cast<int>(order_length);
+            e.order = order.get();
+            for (int p = 0; p < 2; ++p) {
+                e.params[p] = params[p].get();
+                e.momentum[p] = momentum[p].get();
+            }
+            fused_epoch_kernel<T><<<1, kFusedThreads, fused_smem, stream>>>(f, e);
+            return;
+        }
         for (std::size_t s = 0; s < steps; ++s) {
             const std::size_t start = s * batch_size;
             const int rows = static_cast<int>(std::min(batch_size, order_length - start));
@@ -682,7 +787,9 @@ EpochResult CudaMlp<T>::train_epoch(const std::int64_t* order, std::size_t order
     check(cudaMemcpyAsync(m.control.get(), control_init, sizeof(control_init), cudaMemcpyHostToDevice, m.stream),
           "cudaMemcpy control");
 
-    const std::size_t nodes_per_step = use_fused ? 2 : 3 * static_cast<std::size_t>(m.layers) + 1;
+    const std::size_t nodes_per_step = Impl::one_launch_epoch(use_fused, batch_size) ? 0
+                                       : use_fused                                  ? 2
+                                                                                    : 4 * static_cast<std::size_t>(m.layers) + 2;
     const std::vector<double> key = {double(use_fused), double(order_length), double(batch_size), double(steps),
                                      config.momentum, double(config.nesterov), config.weight_decay};
     bool launched = false;

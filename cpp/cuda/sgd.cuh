@@ -44,6 +44,28 @@ struct SgdUpdate {
     bool nesterov = false;
 };
 
+// The optimizer's step for one parameter whose current value p and momentum m_in the caller
+// has already read (so that a caller updating many parameters can issue their loads together):
+// lr = lrs[step], first = the optimizer's first step (see sgd_first_step).
+template <class T>
+__device__ __forceinline__ void apply_gradient_to(const SgdUpdate<T>& u, const StepControl& c, long long index, T g,
+                                                  bool is_weight, T p, T m_in, T lr, bool first) {
+    if (is_weight && u.weight_decay != T(0)) g = g + u.weight_decay * p;
+    T direction = g;
+    if (u.momentum != T(0)) {
+        const T b = first ? g : u.momentum * m_in + g;
+        u.mom_out[index] = b;
+        direction = u.nesterov ? g + u.momentum * b : b;
+    } else {
+        u.mom_out[index] = m_in;  // keep the buffers' content, as the CPU backend does
+    }
+    const T updated = p - lr * direction;
+    u.param_out[index] = updated;
+    if (!dev_isfinite(updated)) mark_diverged(c);
+}
+
+__device__ __forceinline__ bool sgd_first_step(const StepControl& c) { return c.step == 0 && *c.started == 0; }
+
 template <class T>
 __device__ __forceinline__ void apply_gradient(const SgdUpdate<T>& u, const StepControl& c, long long index, T g,
                                                bool is_weight) {
@@ -51,20 +73,8 @@ __device__ __forceinline__ void apply_gradient(const SgdUpdate<T>& u, const Step
         u.grad_out[index] = g;
         return;
     }
-    const T p = u.param_in[index];
-    if (is_weight && u.weight_decay != T(0)) g = g + u.weight_decay * p;
-    T direction = g;
-    if (u.momentum != T(0)) {
-        const bool first = c.step == 0 && *c.started == 0;
-        const T b = first ? g : u.momentum * u.mom_in[index] + g;
-        u.mom_out[index] = b;
-        direction = u.nesterov ? g + u.momentum * b : b;
-    } else {
-        u.mom_out[index] = u.mom_in[index];  // keep the buffers' content, as the CPU backend does
-    }
-    const T updated = p - T(c.lrs[c.step]) * direction;
-    u.param_out[index] = updated;
-    if (!dev_isfinite(updated)) mark_diverged(c);
+    apply_gradient_to(u, c, index, g, is_weight, u.param_in[index], u.mom_in[index], T(c.lrs[c.step]),
+                      sgd_first_step(c));
 }
 
 }  // namespace fusedmlp::cuda

@@ -21,8 +21,9 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))
 #define __shared__ static
+struct alignas(16) float4 { float x, y, z, w; };
 struct Dim3 { unsigned x = 0, y = 0, z = 0; Dim3() = default; Dim3(unsigned a, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
 inline thread_local Dim3 threadIdx, blockIdx;
 inline Dim3 blockDim, gridDim;
@@ -49,6 +50,7 @@ inline int atomicMin(int* p, int v) { static std::mutex m; std::lock_guard l(m);
 #include <mutex>
 template <class F> void emu_launch(Dim3 grid, unsigned threads, F body) {
     blockDim = {threads, 1, 1}; gridDim = grid;
+    for (unsigned bz = 0; bz < std::max(grid.z, 1u); ++bz)
     for (unsigned by = 0; by < std::max(grid.y, 1u); ++by)
         for (unsigned bx = 0; bx < grid.x; ++bx) {
             std::barrier<> block(threads);
@@ -57,7 +59,7 @@ template <class F> void emu_launch(Dim3 grid, unsigned threads, F body) {
             for (unsigned w = 0; w < (threads + 31) / 32; ++w) g_warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
             std::vector<std::thread> ts;
             for (unsigned t = 0; t < threads; ++t)
-                ts.emplace_back([&, t, bx, by] { threadIdx = {t, 0, 0}; blockIdx = {bx, by, 0}; body(); });
+                ts.emplace_back([&, t, bx, by, bz] { threadIdx = {t, 0, 0}; blockIdx = {bx, by, bz}; body(); });
             for (auto& th : ts) th.join();
         }
 }
