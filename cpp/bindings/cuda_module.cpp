@@ -10,50 +10,13 @@
 
 #include "../cuda/cuda_mlp.hpp"
 #include "convert.hpp"
+#include "network_checks.hpp"
 
 namespace fusedmlp::bindings {
 
 namespace {
 
 using cuda::CudaMlp;
-
-template <class T>
-class TargetArrays {
-public:
-    // int64 labels (n,) in [0, k) for cross_entropy, else values of T shaped (n, k).
-    TargetArrays(const CudaMlp<T>& net, const py::array& y, py::ssize_t n) {
-        const std::size_t k = net.layer_sizes().back();
-        if (net.loss() == Loss::cross_entropy) {
-            require(py::isinstance<Labels>(y), "y: expected C-contiguous int64 class labels");
-            labels_ = y.cast<Labels>();
-            require_shape(labels_, {n}, "y");
-            require_labels_below(labels_, k, "y");
-            targets_.labels = labels_.data();
-        } else {
-            require(py::isinstance<Array<T>>(y), "y: expected a C-contiguous array of the model's dtype");
-            values_ = y.cast<Array<T>>();
-            require_shape(values_, {n, static_cast<py::ssize_t>(k)}, "y");
-            targets_.values = values_.data();
-        }
-    }
-    Targets<T> targets() const { return targets_; }
-
-private:
-    Labels labels_;
-    Array<T> values_;
-    Targets<T> targets_;
-};
-
-template <class T>
-void require_features(const CudaMlp<T>& net, const Array<T>& x) {
-    require_shape(x, {-1, static_cast<py::ssize_t>(net.layer_sizes()[0])}, "X");
-}
-
-template <class T>
-void require_layer(const CudaMlp<T>& net, std::size_t layer) {
-    require(layer < net.layer_count(), "layer: expected an index below " + std::to_string(net.layer_count()) +
-                                           ", got " + std::to_string(layer));
-}
 
 template <class T>
 std::pair<py::ssize_t, py::ssize_t> layer_shape(const CudaMlp<T>& net, std::size_t layer) {
