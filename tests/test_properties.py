@@ -194,6 +194,17 @@ def test_loss_and_grad_agree_with_the_reference(backend, case, n):
         assert_agrees(got, [w[2][l] for w in wanted], exact_db[l], dtype, f"db[{l}]")
 
 
+SIGMOID_UNDERFLOW = {"sizes": [1, 1, 1], "activation": "sigmoid", "loss": "mse", "dtype": "float32", "scale": 1000.0,
+                     "seed": 176}
+
+
+@pytest.mark.parametrize("backend", NATIVE_BACKENDS)
+def test_sigmoid_that_underflows_gives_the_references_zero_gradient(backend):
+    """Found by hypothesis in CI: sigmoid(z) for z near -270 underflows to 0 in float32, so the
+    reference's dW is 0; a vector exp that stopped at the smallest normal number gave 2.5e-33."""
+    test_loss_and_grad_agree_with_the_reference.hypothesis.inner_test(backend, SIGMOID_UNDERFLOW, 1)
+
+
 SATURATED_TANH = {"sizes": [5, 5, 1], "activation": "tanh", "loss": "mse", "dtype": "float32", "scale": 1000.0,
                   "seed": 627}
 

@@ -23,8 +23,18 @@ struct VectorMath {
     }
     static Reg c(float value) { return V::set1(value); }
 
-    // e^x; 0 below -87.3 (where float32 goes subnormal) is not needed: inputs are clamped.
+    // e^x, subnormal or 0 where float32's is: below -87.3 the argument is shifted up by 32 ln 2
+    // and the result scaled by 2^-32, so that it rounds to a subnormal (or to 0) in one multiply
+    // instead of stopping at the smallest normal number (a saturated sigmoid would then be
+    // 1e-38 where the reference has 0).
     static Reg exp(Reg x) {
+        const Reg below = V::add(x, c(87.3f));  // negative where x < -87.3
+        const Reg e = exp_normal(V::select_negative(below, V::add(x, c(22.1807097779182499f)), x));
+        return V::select_negative(below, V::mul(e, c(2.3283064365386963e-10f)), e);
+    }
+
+    // e^x for x >= -87.3 (clamped there and at 88.3).
+    static Reg exp_normal(Reg x) {
         x = V::min(c(88.3f), V::max(c(-87.3f), x));  // NaN (second operand) passes through
         const Reg magic = c(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
         const Reg t = V::fma(x, c(1.44269504088896341f), magic);
