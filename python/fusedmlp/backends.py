@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import reference
+from ._native_network import NativeNetworkBackend
 from .cuda_backend import CudaBackend
 
 try:
@@ -103,7 +104,7 @@ class NumpyBackend:
         return step_loss, diverged
 
 
-class CpuBackend:
+class CpuBackend(NativeNetworkBackend):
     """The native kernels: parameters, optimizer state and workspace live in C++, and each
     epoch runs there whole with the GIL released."""
 
@@ -111,30 +112,14 @@ class CpuBackend:
         require_native("backend='cpu'")
         net_class = _native.MlpFloat32 if np.dtype(dtype).name == "float32" else _native.MlpFloat64
         self._net = net_class(list(layer_sizes), activation, loss)
+        self._layers = len(layer_sizes) - 1
         self._loss = loss
-
-    def get_parameters(self):
-        layers = [self._net.get_layer(l) for l in range(len(self._net.layer_sizes) - 1)]
-        return [w for w, _ in layers], [b for _, b in layers]
-
-    def set_parameters(self, weights, biases):
-        for l, (w, b) in enumerate(zip(weights, biases)):
-            self._net.set_layer(l, w, b)
-
-    def logits(self, X):
-        return self._net.forward_logits(X)
 
     def outputs(self, X):
         return _native.output_activation(self._loss, self.logits(X))
 
-    def loss_and_grad(self, X, y):
-        return self._net.loss_and_grad(X, y)
-
-    def reset_optimizer(self):
-        self._net.reset_optimizer()
-
     def get_optimizer_state(self):
-        layers = [self._net.get_optimizer_state(l) for l in range(len(self._net.layer_sizes) - 1)]
+        layers = [self._net.get_optimizer_state(l) for l in range(self._layers)]
         started = bool(layers[0][2])
         return [w for w, _, _ in layers], [b for _, b, _ in layers], started
 

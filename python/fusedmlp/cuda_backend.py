@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._native_network import NativeNetworkBackend
+
 try:
     from . import _cuda
 except ImportError as error:  # built without CUDA, or a source tree never built
@@ -48,7 +50,7 @@ def _fingerprint(array):
     return flat[picks].tobytes()
 
 
-class CudaBackend:
+class CudaBackend(NativeNetworkBackend):
     """The CUDA kernels: one device network per model; epochs run whole on the GPU."""
 
     def __init__(self, layer_sizes, activation, loss, dtype):
@@ -61,25 +63,8 @@ class CudaBackend:
         self._layers = len(layer_sizes) - 1
         self._training_set = None  # (X, y, fingerprint) of the set on the device
 
-    def get_parameters(self):
-        layers = [self._net.get_layer(l) for l in range(self._layers)]
-        return [w for w, _ in layers], [b for _, b in layers]
-
-    def set_parameters(self, weights, biases):
-        for l, (w, b) in enumerate(zip(weights, biases)):
-            self._net.set_layer(l, w, b)
-
-    def logits(self, X):
-        return self._net.forward_logits(X)
-
     def outputs(self, X):
         return self._net.outputs(X)
-
-    def loss_and_grad(self, X, y):
-        return self._net.loss_and_grad(X, y)
-
-    def reset_optimizer(self):
-        self._net.reset_optimizer()
 
     def get_optimizer_state(self):
         layers = [self._net.get_momentum(l) for l in range(self._layers)]
