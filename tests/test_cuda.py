@@ -197,29 +197,45 @@ def test_optimizers_match_reference(momentum, nesterov, weight_decay, path, dtyp
         assert all(m.any() for m in w_momentum)
 
 
+# float64 where the fused kernel holds the network in shared memory; a tile of 128-wide layers
+# fits there only in float32 (test_fused_eligibility_depends_on_shared_memory).
 AWKWARD = [
-    ([1, 1, 1], 1, "fused"),
-    ([2, 3, 1], 7, "fused"),
-    ([13, 63, 64, 65, 2], 33, "fused"),
-    ([128, 128, 128, 127], 31, "fused"),
-    ([7, 127, 129, 5], 65, "tiled"),
-    ([130, 31, 1], 64, "tiled"),
-    ([61, 97, 3], 1, "tiled"),
-    ([3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2], 5, "tiled"),  # too deep for the fused kernel
+    ([1, 1, 1], 1, "fused", np.float64),
+    ([2, 3, 1], 7, "fused", np.float64),
+    ([13, 63, 64, 65, 2], 33, "fused", np.float64),
+    ([128, 128, 128, 127], 31, "fused", np.float32),
+    ([128, 128, 128, 127], 31, "tiled", np.float64),
+    ([7, 127, 129, 5], 65, "tiled", np.float64),
+    ([130, 31, 1], 64, "tiled", np.float64),
+    ([61, 97, 3], 1, "tiled", np.float64),
+    ([3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2], 5, "tiled", np.float64),  # too deep for the fused kernel
 ]
 
 
 @needs_gpu
-@pytest.mark.parametrize("sizes,batch_size,path", AWKWARD)
-def test_awkward_sizes_match_reference(sizes, batch_size, path):
-    dtype = np.float64
+@pytest.mark.parametrize("sizes,dtype,eligible", [
+    ([128, 128, 128, 127], np.float32, True),   # one layer's parameters in shared memory at a time
+    ([128, 128, 128, 127], np.float64, False),  # a tile's activations alone nearly fill it
+    ([64, 64, 64, 64, 64, 16], np.float64, True),
+    ([129, 4], np.float32, False),  # wider than 128
+    ([3] * 18, np.float32, False),  # deeper than 16 layers
+])
+def test_fused_eligibility_depends_on_shared_memory(sizes, dtype, eligible):
+    net = CudaBackend(sizes, "relu", "cross_entropy", dtype)
+    assert net._net.fused_eligible == eligible
+    assert net._net.fused == eligible  # the fused kernel is the default wherever it runs
+
+
+@needs_gpu
+@pytest.mark.parametrize("sizes,batch_size,path,dtype", AWKWARD)
+def test_awkward_sizes_match_reference(sizes, batch_size, path, dtype):
     loss = "mse" if sizes[-1] == 1 else "cross_entropy"
     net, weights, biases = make_net(sizes, "leaky_relu", loss, dtype, path)
     n = 67
     X, y = make_data(sizes, loss, n, dtype)
     value, dW, _ = net.loss_and_grad(X, y)
     want_value, want_dW, _ = reference.network_loss_and_grad(weights, biases, "leaky_relu", loss, X, y)
-    assert value == pytest.approx(want_value, rel=1e-12)
+    assert value == pytest.approx(want_value, rel=1e-12 if dtype == np.float64 else 1e-5)
     for got, want in zip(dW, want_dW):
         assert_matches_reference(got, want, dtype)
     orders, lrs = epoch_plan(n, batch_size, False, 2, 0.01)
@@ -289,6 +305,21 @@ def test_non_finite_loss_diverges_at_once(path):
                                           False, 0.0)
     assert diverged and len(step_loss) == 1 and not np.isfinite(step_loss[0])
     assert not net.get_optimizer_state()[2]  # no step was applied: the optimizer has not started
+
+
+@needs_gpu
+@pytest.mark.parametrize("rows", ["8", "16", "32"])
+def test_fused_tiles_of_every_size_match_reference(rows, monkeypatch):
+    # A batch of several tiles, the last one partial, summed across blocks; momentum and decay.
+    monkeypatch.setenv("FUSEDMLP_CUDA_FUSED_ROWS", rows)
+    sizes = [9, 40, 24, 6]
+    net, weights, biases = make_net(sizes, "gelu", "cross_entropy", np.float32, "fused")
+    X, y = make_data(sizes, "cross_entropy", 150, np.float32)
+    orders, lrs = epoch_plan(150, 70, False, 2, 0.1)  # batches of 70, 70 and 10 rows
+    want_w, want_b, want_losses = reference_epochs(weights, biases, "gelu", "cross_entropy", X, y, orders, lrs, 70,
+                                                   False, 0.9, True, 1e-3)
+    step_losses = [net.train_epoch(X, y, o, 70, False, r, 0.9, True, 1e-3)[0] for o, r in zip(orders, lrs)]
+    assert_trajectory(net, want_w, want_b, want_losses, step_losses, np.float32)
 
 
 @needs_gpu

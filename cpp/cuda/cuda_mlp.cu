@@ -82,6 +82,13 @@ int forced_tile() {
     return value == nullptr ? 0 : std::atoi(value);
 }
 
+// FUSEDMLP_CUDA_FUSED_ROWS=8, 16 or 32 forces the fused kernel's tile rows for batches of more
+// than one tile (for tests: the choice otherwise depends on the GPU's SM count); else 0.
+int forced_fused_rows() {
+    const char* value = std::getenv("FUSEDMLP_CUDA_FUSED_ROWS");
+    return value == nullptr ? 0 : std::atoi(value);
+}
+
 // 128 x 128 tiles where they still fill the device twice over; 64 x 64 tiles otherwise
 // (and always for double, whose 8 x 8 register block would spill).
 template <class T>
@@ -197,6 +204,7 @@ struct CudaMlp<T>::Impl {
     long long param_count = 0, weight_count = 0;
     int sms = 1;
     int tile = 0;  // forced GEMM tile size, 0: chosen per product
+    int fused_rows = 0;  // forced fused tile rows, 0: chosen per batch size
 
     cudaStream_t stream = nullptr;
     // Parameters and momentum, double-buffered (see sgd.cuh); between calls buffer 0 is current.
@@ -204,8 +212,12 @@ struct CudaMlp<T>::Impl {
     bool started = false;
 
     bool fused_ok = false, fused_on = false;
-    FusedArgs<T> fused_layout;  // shapes and shared-memory layout; pointers set per launch
-    std::size_t fused_smem = 0;
+    FusedArgs<T> fused_layout;  // shapes; the layout and pointers are set per launch
+    // Shared-memory layouts per tile size (kFusedTileRows): of the step kernel, and of the epoch
+    // kernel without and with momentum, where they fit.
+    static constexpr int kTileSizes = 3;
+    FusedLayout step_layout[kTileSizes], epoch_layout[kTileSizes][2];
+    bool step_ok[kTileSizes] = {}, epoch_ok[kTileSizes][2] = {};
 
     // The training set, and the per-epoch uploads.
     DeviceArray<T> train_x, train_values;
@@ -250,6 +262,7 @@ struct CudaMlp<T>::Impl {
         }
         sms = sm_count();
         tile = forced_tile();
+        fused_rows = forced_fused_rows();
         check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
         for (int p = 0; p < 2; ++p) {
             params[p].grow(param_count);
@@ -271,22 +284,27 @@ struct CudaMlp<T>::Impl {
 
     void plan_fused() {
         fused_ok = false;
-        if (layers > kFusedMaxLayers) return;
-        for (std::size_t s : sizes)
-            if (s > static_cast<std::size_t>(kFusedMaxWidth)) return;
+        int device = 0, limit = 48 * 1024;
+        check(cudaGetDevice(&device), "cudaGetDevice");
+        check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
+        // The kernels' static shared memory comes out of the same budget. The attribute belongs
+        // to the kernel, shared by every network: always set it to the most the device allows,
+        // never to this network's need.
+        cudaFuncAttributes step_attributes{}, epoch_attributes{};
+        check(cudaFuncGetAttributes(&step_attributes, fused_mlp_kernel<T>), "cudaFuncGetAttributes");
+        check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T>), "cudaFuncGetAttributes");
+        const std::size_t step_limit = static_cast<std::size_t>(limit) - step_attributes.sharedSizeBytes;
+        const std::size_t epoch_limit = static_cast<std::size_t>(limit) - epoch_attributes.sharedSizeBytes;
+        for (int i = 0; i < kTileSizes; ++i) {
+            const int rows = kFusedTileRows[i];
+            step_ok[i] = plan_fused_layout(sizes, rows, sizeof(T), step_limit, false, false, false, step_layout[i]);
+            for (int with_momentum = 0; with_momentum < 2; ++with_momentum)
+                epoch_ok[i][with_momentum] = plan_fused_layout(sizes, rows, sizeof(T), epoch_limit, true,
+                                                               with_momentum == 1, true, epoch_layout[i][with_momentum]);
+        }
+        // Eligible where the largest tile fits (the smaller ones then fit too).
+        if (!step_ok[kTileSizes - 1]) return;
         FusedArgs<T> f;
-        f.layers = layers;
-        int offset = 0;
-        for (int l = 0; l <= layers; ++l) {
-            f.sizes[l] = static_cast<int>(sizes[l]);
-            f.ld[l] = static_cast<int>(sizes[l]) | 1;
-            f.act_off[l] = offset;
-            offset += kFusedRows * f.ld[l];
-        }
-        for (int l = 1; l < layers; ++l) {
-            f.der_off[l] = offset;
-            offset += kFusedRows * f.ld[l];
-        }
         for (int l = 0; l < layers; ++l) {
             f.w_off[l] = w_off[l];
             f.b_off[l] = b_off[l];
@@ -294,42 +312,33 @@ struct CudaMlp<T>::Impl {
         f.param_count = param_count;
         f.act = static_cast<int>(hidden);
         f.loss = static_cast<int>(loss);
-        int device = 0, limit = 48 * 1024;
-        check(cudaGetDevice(&device), "cudaGetDevice");
-        check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
-        // Room for one layer's W and b, copied into shared memory per layer where it fits.
-        int stage = 0;
-        for (int l = 0; l < layers; ++l)
-            stage = std::max(stage, static_cast<int>(sizes[l] * sizes[l + 1] + sizes[l + 1]));
-        const int stage_off = (offset + 3) / 4 * 4;
-        // The kernel's static shared memory (row losses) comes out of the same budget. The
-        // attribute belongs to the kernel, shared by every network: always set it to the most
-        // the device allows, never to this network's need.
-        cudaFuncAttributes attributes{};
-        check(cudaFuncGetAttributes(&attributes, fused_mlp_kernel<T>), "cudaFuncGetAttributes");
-        const std::size_t dynamic_limit = static_cast<std::size_t>(limit) - attributes.sharedSizeBytes;
-        std::size_t bytes = static_cast<std::size_t>(offset) * sizeof(T);
-        const std::size_t staged_bytes = static_cast<std::size_t>(stage_off + stage) * sizeof(T);
-        if (staged_bytes <= dynamic_limit) {
-            f.stage_off = stage_off;
-            bytes = staged_bytes;
-        }
-        if (bytes > dynamic_limit) return;
         check(cudaFuncSetAttribute(fused_mlp_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   static_cast<int>(dynamic_limit)),
+                                   static_cast<int>(step_limit)),
               "cudaFuncSetAttribute");
-        cudaFuncAttributes epoch_attributes{};
-        check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T>), "cudaFuncGetAttributes");
-        if (epoch_attributes.sharedSizeBytes != attributes.sharedSizeBytes) return;
         check(cudaFuncSetAttribute(fused_epoch_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   static_cast<int>(dynamic_limit)),
+                                   static_cast<int>(epoch_limit)),
               "cudaFuncSetAttribute");
         fused_layout = f;
-        fused_smem = bytes;
         fused_ok = true;
     }
 
-    std::size_t fused_blocks(std::size_t rows) const { return (rows + kFusedRows - 1) / kFusedRows; }
+    // The tile size (an index into kFusedTileRows) for batches of up to `rows` rows: one tile
+    // for a batch that fits one, else the smallest tile that still leaves no more blocks than
+    // SMs, so that a small batch spreads over the GPU.
+    int fused_tile(std::size_t rows) const {
+        for (int i = 0; i < kTileSizes; ++i)
+            if (rows <= static_cast<std::size_t>(kFusedTileRows[i])) return i;
+        for (int i = 0; i < kTileSizes; ++i)
+            if (kFusedTileRows[i] == fused_rows) return i;
+        for (int i = 0; i < kTileSizes; ++i)
+            if ((rows + kFusedTileRows[i] - 1) / kFusedTileRows[i] <= static_cast<std::size_t>(sms)) return i;
+        return kTileSizes - 1;
+    }
+
+    std::size_t fused_blocks(std::size_t rows) const {
+        const std::size_t tile = kFusedTileRows[fused_tile(rows)];
+        return (rows + tile - 1) / tile;
+    }
 
     bool fused_fits(std::size_t rows) const {
         return fused_on && fused_blocks(rows) * static_cast<std::size_t>(param_count) <= kMaxFusedPartial;
@@ -440,9 +449,11 @@ struct CudaMlp<T>::Impl {
         }
     }
 
-    void enqueue_fused(int rows, const T* x, const int* row_map, const int* labels, const T* values, const T* p,
-                       const SgdUpdate<T>& update, const StepControl& c) {
+    // One step of `rows` rows in tiles of kFusedTileRows[tile] rows.
+    void enqueue_fused(int tile, int rows, const T* x, const int* row_map, const int* labels, const T* values,
+                       const T* p, const SgdUpdate<T>& update, const StepControl& c) {
         FusedArgs<T> f = fused_layout;
+        f.s = step_layout[tile];
         f.x = x;
         f.rows = row_map;
         f.batch_rows = rows;
@@ -452,11 +463,12 @@ struct CudaMlp<T>::Impl {
         f.partial = partial.get();
         f.partial_loss = partial_loss.get();
         f.control = c;
-        const int blocks = static_cast<int>(fused_blocks(rows));
-        f.direct = blocks == 1;
+        const int blocks = (rows + f.s.rows - 1) / f.s.rows;
+        f.sink = blocks > 1 ? kSinkPartial : update.grad_out != nullptr ? kSinkGradient : kSinkUpdate;
         f.update = update;
-        fused_mlp_kernel<T><<<blocks, kFusedThreads, fused_smem, stream>>>(f);
-        if (f.direct) return;
+        const std::size_t smem = static_cast<std::size_t>(f.s.total) * sizeof(T);
+        fused_mlp_kernel<T><<<blocks, kFusedThreads, smem, stream>>>(f);
+        if (blocks == 1) return;
         ReduceArgs<T> r;
         r.partial = partial.get();
         r.blocks = blocks;
@@ -470,32 +482,45 @@ struct CudaMlp<T>::Impl {
         fused_reduce_kernel<T><<<reduce_blocks, kReduceThreads, 0, stream>>>(r);
     }
 
-    void enqueue_step(bool use_fused, int rows, const int* row_map, const SgdUpdate<T>& update, const T* p,
-                      const StepControl& c) {
+    // One step of `rows` rows; fused_tile: the tile size of the fused path.
+    void enqueue_step(bool use_fused, int fused_tile, int rows, const int* row_map, const SgdUpdate<T>& update,
+                      const T* p, const StepControl& c) {
         const T* x = train_x.get();
         const int* labels = train_labels.get();
         const T* values = train_values.get();
         if (use_fused) {
-            enqueue_fused(rows, x, row_map, labels, values, p, update, c);
+            enqueue_fused(fused_tile, rows, x, row_map, labels, values, p, update, c);
         } else {
             enqueue_forward(rows, x, row_map, p, c);
             enqueue_tiled_backward(rows, x, row_map, labels, values, p, update, c);
         }
     }
 
-    // Whether the epoch runs as one fused_epoch_kernel launch: every batch is one fused tile.
-    static bool one_launch_epoch(bool use_fused, std::size_t batch_size) {
-        return use_fused && batch_size <= static_cast<std::size_t>(kFusedRows);
+    // Whether the epoch runs as one fused_epoch_kernel launch: every batch (of at most rows_max
+    // rows) is one fused tile and the parameters (and momentum) fit in shared memory.
+    bool one_launch_epoch(bool use_fused, std::size_t rows_max, double momentum) const {
+        return use_fused && rows_max <= static_cast<std::size_t>(kFusedMaxRows) &&
+               epoch_ok[fused_tile(rows_max)][momentum != 0 ? 1 : 0];
     }
 
     void enqueue_epoch(bool use_fused, std::size_t order_length, std::size_t batch_size, std::size_t steps,
                        const SgdConfig& config) {
-        if (one_launch_epoch(use_fused, batch_size)) {
+        // Without momentum no step reads or writes the momentum buffers (sgd.cuh): both must
+        // hold the kept content, whichever is current at the end.
+        if (config.momentum == 0)
+            check(cudaMemcpyAsync(momentum[1].get(), momentum[0].get(), param_count * sizeof(T),
+                                  cudaMemcpyDeviceToDevice, stream),
+                  "cudaMemcpy momentum");
+        // Every step's tiles as large as the largest batch's, for which train_epoch reserved.
+        const std::size_t rows_max = std::min(batch_size, order_length);
+        const int tile = fused_tile(rows_max);
+        if (one_launch_epoch(use_fused, rows_max, config.momentum)) {
             FusedArgs<T> f = fused_layout;
+            f.s = epoch_layout[tile][config.momentum != 0 ? 1 : 0];
             f.x = train_x.get();
             f.labels = train_labels.get();
             f.values = train_values.get();
-            f.direct = true;
+            f.sink = kSinkResident;
             f.update.momentum = T(config.momentum);
             f.update.weight_decay = T(config.weight_decay);
             f.update.nesterov = config.nesterov;
@@ -512,7 +537,8 @@ struct CudaMlp<T>::Impl {
                 e.params[p] = params[p].get();
                 e.momentum[p] = momentum[p].get();
             }
-            fused_epoch_kernel<T><<<1, kFusedThreads, fused_smem, stream>>>(f, e);
+            const std::size_t smem = static_cast<std::size_t>(f.s.total) * sizeof(T);
+            fused_epoch_kernel<T><<<1, kFusedThreads, smem, stream>>>(f, e);
             return;
         }
         for (std::size_t s = 0; s < steps; ++s) {
@@ -533,7 +559,7 @@ struct CudaMlp<T>::Impl {
             c.started = control.get() + 1;
             c.lrs = lrs.get();
             c.step_loss = step_loss.get();
-            enqueue_step(use_fused, rows, order.get() + start, u, params[in].get(), c);
+            enqueue_step(use_fused, tile, rows, order.get() + start, u, params[in].get(), c);
         }
     }
 
@@ -721,7 +747,7 @@ double CudaMlp<T>::loss_and_grad(std::size_t n, const T* x, Targets<T> y, T* con
     const int rows = static_cast<int>(n);
     const T* p = m.params[0].get();
     if (use_fused) {
-        m.enqueue_fused(rows, m.scratch_x.get(), nullptr, m.scratch_labels.get(), m.scratch_values.get(), p, u, c);
+        m.enqueue_fused(m.fused_tile(n), rows, m.scratch_x.get(), nullptr, m.scratch_labels.get(), m.scratch_values.get(), p, u, c);
     } else {
         m.enqueue_forward(rows, m.scratch_x.get(), nullptr, p, c);
         m.enqueue_tiled_backward(rows, m.scratch_x.get(), nullptr, m.scratch_labels.get(), m.scratch_values.get(), p,
@@ -787,7 +813,7 @@ EpochResult CudaMlp<T>::train_epoch(const std::int64_t* order, std::size_t order
     check(cudaMemcpyAsync(m.control.get(), control_init, sizeof(control_init), cudaMemcpyHostToDevice, m.stream),
           "cudaMemcpy control");
 
-    const std::size_t nodes_per_step = Impl::one_launch_epoch(use_fused, batch_size) ? 0
+    const std::size_t nodes_per_step = m.one_launch_epoch(use_fused, rows_max, config.momentum) ? 0
                                        : use_fused                                  ? 2
                                                                                     : 4 * static_cast<std::size_t>(m.layers) + 2;
     const std::vector<double> key = {double(use_fused), double(order_length), double(batch_size), double(steps),

@@ -1,21 +1,33 @@
-// The fully fused kernel for narrow networks (every width <= 128): one block takes a tile of
-// kFusedRows batch rows through every layer forward, the loss, and every layer backward, its
-// activations, derivatives and gradients kept in shared memory the whole time. The weight
-// gradient sums over the whole batch, across blocks: each block writes its partial sums, and
-// a second kernel adds the blocks' partials in block order (deterministic, no atomics), then
-// applies the SGD update to each parameter and sums the blocks' losses. A batch that fits one
-// tile (batch_size <= kFusedRows) runs as this one kernel alone, applying its own updates, and
-// a whole epoch of such batches as one launch of fused_epoch_kernel.
+// The fully fused kernels for narrow networks (every width <= 128): one block takes a tile of
+// `rows` (8, 16 or 32) batch rows through every layer forward, the loss, and every layer backward, its
+// activations, derivatives and gradients kept in shared memory the whole time; every product
+// is a block_product (block_gemm.cuh) on shared operands.
 //
-// A block is alone on its SM or nearly so (8 warps): a global load in an inner loop stalls the
-// whole block for its full latency. Where shared memory allows, each layer's weights and bias
-// are therefore copied into shared memory first (all loads of the copy in flight at once), and
-// the products read them from there; otherwise (no room) they read global memory.
+// - fused_mlp_kernel: one step, one block per tile. A batch of several tiles sums its weight
+//   gradient across blocks: each block writes its partial sums and fused_reduce_kernel adds
+//   them in block order (deterministic, no atomics) and applies the update. A batch of one
+//   tile applies its update itself.
+// - fused_epoch_kernel: a whole epoch of one-tile batches in one block. The parameters (and
+//   the momentum) stay in shared memory from the first step to the last and are updated in
+//   place; each update is also written through to the global buffer of the step (parameters
+//   double-buffered as in sgd.cuh), so that a divergent step leaves the state before it there.
+//   The next batch's inputs are gathered with asynchronous copies while the current one runs.
+//
+// Shared memory layout (planned on the host, FusedLayout): activations are feature-major,
+// H_t[feature][row] with rows padded to rows + 4 (an odd multiple of 4, see block_gemm.cuh), so that the batch rows of a feature are
+// adjacent; weights are W[in][out] with rows padded to an odd multiple of 4. Every dimension
+// is padded to a multiple of 4 with zeros, which the products then simply include.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
 #include "activation.cuh"
+#include "async_copy.cuh"
+#include "block_gemm.cuh"
 #include "loss.cuh"
 #include "sgd.cuh"
 
@@ -23,18 +35,108 @@ namespace fusedmlp::cuda {
 
 constexpr int kFusedMaxLayers = 16;
 constexpr int kFusedMaxWidth = 128;
-constexpr int kFusedRows = 32;
 constexpr int kFusedThreads = 256;
+// Batch rows per block: a tile of 32 rows by default; 16 or 8 spread a small batch over more
+// SMs. At most 32: fused_loss sums the rows' losses in one warp.
+constexpr int kFusedMaxRows = 32;
+constexpr int kFusedTileRows[] = {8, 16, 32};
+
+// Offsets in elements of T into the dynamic shared memory (a multiple of 4 each).
+struct FusedLayout {
+    int rows = kFusedMaxRows, ldh = kFusedMaxRows + 4;  // batch rows per block; activations' row stride
+    int layers = 0;
+    int sizes[kFusedMaxLayers + 1] = {};   // the widths
+    int padded[kFusedMaxLayers + 1] = {};  // the widths rounded up to multiples of 4
+    int act[kFusedMaxLayers + 1] = {};     // H_t of each layer's output; act[0]: the input
+    int input2 = -1;                       // the epoch kernel's second input buffer
+    int der[kFusedMaxLayers + 1] = {};     // f' of hidden layers 1 .. layers-1; backward: their dz
+    int ldw[kFusedMaxLayers] = {};
+    int w[kFusedMaxLayers] = {}, b[kFusedMaxLayers] = {};  // W_l and b_l (one shared slot when staged)
+    bool staged = false;     // one layer's parameters at a time, copied in before each use
+    int momentum_delta = 0;  // resident momentum: at the parameters' offsets + this; 0: none
+    int scratch = 0, scratch_elems = 0;
+    int total = 0;
+};
+
+// Plans the shared memory of a fused kernel for layer widths `sizes` (each <= kFusedMaxWidth)
+// and tiles of `rows` batch rows within limit_bytes: every layer's parameters resident, or else (when !need_resident) one
+// layer's at a time; resident momentum and a second input buffer for the epoch kernel. False
+// when it does not fit.
+inline bool plan_fused_layout(const std::vector<std::size_t>& sizes, int rows, std::size_t element_bytes,
+                              std::size_t limit_bytes, bool need_resident, bool momentum, bool two_inputs,
+                              FusedLayout& out) {
+    const int layers = static_cast<int>(sizes.size()) - 1;
+    if (layers < 1 || layers > kFusedMaxLayers) return false;
+    for (std::size_t width : sizes)
+        if (width < 1 || width > static_cast<std::size_t>(kFusedMaxWidth)) return false;
+    auto round4 = [](int n) { return (n + 3) / 4 * 4; };
+    for (const bool resident : {true, false}) {
+        if (!resident && (need_resident || momentum)) break;
+        FusedLayout s;
+        s.rows = rows;
+        s.ldh = rows + 4;
+        s.layers = layers;
+        int offset = 0;
+        for (int l = 0; l <= layers; ++l) {
+            s.sizes[l] = static_cast<int>(sizes[l]);
+            s.padded[l] = round4(s.sizes[l]);
+            s.act[l] = offset;
+            offset += s.padded[l] * s.ldh;
+        }
+        if (two_inputs) {
+            s.input2 = offset;
+            offset += s.padded[0] * s.ldh;
+        }
+        for (int l = 1; l < layers; ++l) {
+            s.der[l] = offset;
+            offset += s.padded[l] * s.ldh;
+        }
+        const int params_begin = offset;
+        int slot = 0;
+        for (int l = 0; l < layers; ++l) {
+            const int p_out = s.padded[l + 1];
+            s.ldw[l] = p_out / 4 % 2 == 1 ? p_out : p_out + 4;  // an odd multiple of 4
+            const int w_base = resident ? offset : params_begin;
+            s.w[l] = w_base;
+            s.b[l] = w_base + s.padded[l] * s.ldw[l];
+            const int need = s.padded[l] * s.ldw[l] + p_out;
+            if (resident) {
+                offset += need;
+            } else {
+                slot = std::max(slot, need);
+            }
+        }
+        s.staged = !resident;
+        offset += slot;
+        if (momentum) {
+            s.momentum_delta = offset - params_begin;
+            offset += offset - params_begin;
+        }
+        s.scratch = offset;
+        for (const int scratch : {kFusedThreads * 16, kFusedThreads * 4}) {
+            s.scratch_elems = scratch;
+            s.total = offset + scratch;
+            if (static_cast<std::size_t>(s.total) * element_bytes <= limit_bytes) {
+                out = s;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+// Where a completed gradient goes.
+enum FusedSink : int {
+    kSinkPartial,   // this block's partial sums, for fused_reduce_kernel
+    kSinkGradient,  // the gradient itself (loss_and_grad, one tile)
+    kSinkUpdate,    // the SGD update, from the shared copy and global momentum into the out buffers
+    kSinkResident,  // the SGD update of the resident parameters and momentum, written through
+};
 
 template <class T>
 struct FusedArgs {
-    int layers = 0;
-    int sizes[kFusedMaxLayers + 1] = {};
-    int ld[kFusedMaxLayers + 1] = {};       // shared-memory row strides (odd: no bank conflicts)
-    int act_off[kFusedMaxLayers + 1] = {};  // shared-memory offsets of each layer's rows (0: input)
-    int der_off[kFusedMaxLayers + 1] = {};  // and of f' for the hidden layers 1 .. layers - 1
-    int stage_off = -1;  // shared-memory offset of one layer's copied W and b; -1: none, read global
-    long long w_off[kFusedMaxLayers] = {}, b_off[kFusedMaxLayers] = {};
+    FusedLayout s;
+    long long w_off[kFusedMaxLayers] = {}, b_off[kFusedMaxLayers] = {};  // in the flat parameters
     long long param_count = 0;
     int act = kIdentity, loss = kCrossEntropy;
     const T* x = nullptr;
@@ -45,287 +147,286 @@ struct FusedArgs {
     const T* params = nullptr;  // the flat parameters this step reads
     T* partial = nullptr;       // per block: param_count partial gradient sums
     double* partial_loss = nullptr;
-    // A batch of one tile needs no second kernel: the block applies its gradients itself.
-    bool direct = false;
+    int sink = kSinkPartial;
     SgdUpdate<T> update;
     StepControl control;
 };
 
-// out (kFusedRows x n_out) = in (kFusedRows x n_in) W + b, then f and f' for hidden layers.
-// Thread (tr, tc) computes rows tr + 8a and columns tc + 32c: the warp shares its rows.
+// Layer l's W and b from the flat parameters src into their shared slot (+ delta), zero-padded;
+// with asynchronous copies when `async` (then async_copy_wait_all and a barrier before use).
+// A warp per row of W: no division per element, and the warp's loads are contiguous.
 template <class T>
-__device__ void fused_dense_forward(const FusedArgs<T>& f, T* sm, int l, const T* W, const T* bias) {
-    const int n_in = f.sizes[l], n_out = f.sizes[l + 1];
-    const T* in = sm + f.act_off[l];
-    T* out = sm + f.act_off[l + 1];
-    const int ld_in = f.ld[l], ld_out = f.ld[l + 1];
-    const int tc = threadIdx.x % 32, tr = threadIdx.x / 32;
-    T acc[4][4];
-#pragma unroll
-    for (int a = 0; a < 4; ++a)
-#pragma unroll
-        for (int c = 0; c < 4; ++c) acc[a][c] = T(0);
-#pragma unroll 4
-    for (int k = 0; k < n_in; ++k) {
-        T w[4], v[4];
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            const int j = tc + 32 * c;
-            w[c] = j < n_out ? W[static_cast<long long>(k) * n_out + j] : T(0);
-        }
-#pragma unroll
-        for (int a = 0; a < 4; ++a) v[a] = in[(tr + 8 * a) * ld_in + k];
-#pragma unroll
-        for (int a = 0; a < 4; ++a)
-#pragma unroll
-            for (int c = 0; c < 4; ++c) acc[a][c] += v[a] * w[c];
-    }
-    const bool hidden = l + 1 < f.layers;
-    T* der = hidden ? sm + f.der_off[l + 1] : nullptr;
-#pragma unroll
-    for (int a = 0; a < 4; ++a) {
-        const int r = tr + 8 * a;
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            const int j = tc + 32 * c;
-            if (j >= n_out) continue;
-            const T z = acc[a][c] + bias[j];
-            if (hidden) {
-                const T h = dev_activate(f.act, z);
-                out[r * ld_out + j] = h;
-                der[r * ld_out + j] = dev_activation_derivative(f.act, z, h);
+__device__ void fused_copy_layer(const FusedArgs<T>& f, T* sm, int l, const T* src, int delta, bool async) {
+    const FusedLayout& s = f.s;
+    const int n_in = s.sizes[l], n_out = s.sizes[l + 1], p_in = s.padded[l], p_out = s.padded[l + 1];
+    const int ldw = s.ldw[l];
+    T* W = sm + s.w[l] + delta;
+    T* bias = sm + s.b[l] + delta;
+    const T* gw = src + f.w_off[l];
+    const T* gb = src + f.b_off[l];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int k = warp; k <= p_in; k += kFusedThreads / 32) {
+        // Row p_in is the bias.
+        T* dst = k < p_in ? W + k * ldw : bias;
+        const T* row = k < p_in ? gw + static_cast<long long>(k) * n_out : gb;
+        const bool live = k < n_in || k == p_in;
+        for (int j = lane; j < p_out; j += 32) {
+            if (live && j < n_out) {
+                if (async) {
+                    async_copy_element(dst + j, row + j);
+                } else {
+                    dst[j] = row[j];
+                }
             } else {
-                out[r * ld_out + j] = z;
+                dst[j] = T(0);
             }
         }
     }
 }
 
-// dz_prev (rows x n_in) = (dz W^T) * f', written over layer l's input rows.
+// The tile's inputs, feature-major: input[c][r] = x[sample[r]][c]; zero for padded features
+// and for rows without a sample (sample < 0). Asynchronous copies when `async`. A warp per row.
 template <class T>
-__device__ void fused_input_grad(const FusedArgs<T>& f, T* sm, int l, const T* W) {
-    const int n_in = f.sizes[l], n_out = f.sizes[l + 1];
-    const T* dz = sm + f.act_off[l + 1];
-    T* out = sm + f.act_off[l];
-    const T* der = sm + f.der_off[l];
-    const int ld_in = f.ld[l], ld_out = f.ld[l + 1];
-    const int tc = threadIdx.x % 32, tr = threadIdx.x / 32;
-    T acc[4][4];
-#pragma unroll
-    for (int a = 0; a < 4; ++a)
-#pragma unroll
-        for (int c = 0; c < 4; ++c) acc[a][c] = T(0);
-#pragma unroll 4
-    for (int j = 0; j < n_out; ++j) {
-        T w[4], v[4];
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            const int k = tc + 32 * c;
-            w[c] = k < n_in ? W[static_cast<long long>(k) * n_out + j] : T(0);
-        }
-#pragma unroll
-        for (int a = 0; a < 4; ++a) v[a] = dz[(tr + 8 * a) * ld_out + j];
-#pragma unroll
-        for (int a = 0; a < 4; ++a)
-#pragma unroll
-            for (int c = 0; c < 4; ++c) acc[a][c] += v[a] * w[c];
-    }
-#pragma unroll
-    for (int a = 0; a < 4; ++a) {
-        const int r = tr + 8 * a;
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            const int k = tc + 32 * c;
-            if (k < n_in) out[r * ld_in + k] = acc[a][c] * der[r * ld_in + k];
+__device__ void fused_gather_inputs(const FusedArgs<T>& f, T* input, const int* sample, bool async) {
+    const FusedLayout& s = f.s;
+    const int d = s.sizes[0], p0 = s.padded[0];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    for (int r = warp; r < s.rows; r += kFusedThreads / 32) {
+        const int row = sample[r];
+        const T* src = f.x + static_cast<long long>(row) * d;
+        for (int c = lane; c < p0; c += 32) {
+            T* dst = input + c * s.ldh + r;
+            if (row >= 0 && c < d) {
+                if (async) {
+                    async_copy_element(dst, src + c);
+                } else {
+                    *dst = src[c];
+                }
+            } else {
+                *dst = T(0);
+            }
         }
     }
 }
 
-// This block's partial dW = in^T dz over its valid rows, and db = the column sums of dz.
-// Thread (tk, tj) computes features tk + 16a and outputs tj + 16c.
-// W and bias: layer l's parameters as this step read them (the shared copy, or global memory).
+// Layer l forward: out = W^T input + b (feature-major), then f and f' for hidden layers. Rows
+// past `valid` and padded features get h = f' = 0.
 template <class T>
-__device__ void fused_weight_grad(const FusedArgs<T>& f, const T* sm, int l, int valid, const T* W, const T* bias) {
-    const int n_in = f.sizes[l], n_out = f.sizes[l + 1];
-    const T* in = sm + f.act_off[l];
-    const T* dz = sm + f.act_off[l + 1];
-    const int ld_in = f.ld[l], ld_out = f.ld[l + 1];
-    T* partial = f.partial + static_cast<long long>(blockIdx.x) * f.param_count;
-    const int tj = threadIdx.x % 16, tk = threadIdx.x / 16;
-    T acc[8][8];
+__device__ void fused_forward_layer(const FusedArgs<T>& f, T* sm, int l, const T* input, int valid) {
+    const FusedLayout& s = f.s;
+    const bool hidden = l + 1 < s.layers;
+    const int n_out = s.sizes[l + 1], act = f.act;
+    const T* bias = sm + s.b[l];
+    T* out = sm + s.act[l + 1];
+    T* der = hidden ? sm + s.der[l + 1] : nullptr;
+    using Shape = ProductShape<false, false, false, false>;
+    block_product<Shape, kFusedThreads>(
+        s.padded[l + 1], s.rows, s.padded[l], SharedOperand<T>{sm + s.w[l], s.ldw[l]},
+        SharedOperand<T>{input, s.ldh}, sm + s.scratch, s.scratch_elems, [&](int m, int n0, int, const T(&v)[4]) {
+            const T bm = bias[m];
+            T h[4], d[4];
 #pragma unroll
-    for (int a = 0; a < 8; ++a)
-#pragma unroll
-        for (int c = 0; c < 8; ++c) acc[a][c] = T(0);
-    for (int r = 0; r < valid; ++r) {
-        T v[8], d[8];
-#pragma unroll
-        for (int a = 0; a < 8; ++a) {
-            const int k = tk + 16 * a;
-            v[a] = k < n_in ? in[r * ld_in + k] : T(0);
-        }
-#pragma unroll
-        for (int c = 0; c < 8; ++c) {
-            const int j = tj + 16 * c;
-            d[c] = j < n_out ? dz[r * ld_out + j] : T(0);
-        }
-#pragma unroll
-        for (int a = 0; a < 8; ++a)
-#pragma unroll
-            for (int c = 0; c < 8; ++c) acc[a][c] += v[a] * d[c];
-    }
-    const bool update = f.direct && f.update.grad_out == nullptr;
-    const T lr = update ? T(f.control.lrs[f.control.step]) : T(0);
-    const bool first = update && sgd_first_step(f.control);
-#pragma unroll
-    for (int a = 0; a < 8; ++a) {
-        const int k = tk + 16 * a;
-        if (k >= n_in) continue;
-        if (update) {
-            // The row's momentum loads first, all in flight together, then its updates.
-            T m_in[8];
-#pragma unroll
-            for (int c = 0; c < 8; ++c) {
-                const int j = tj + 16 * c;
-                m_in[c] = j < n_out ? f.update.mom_in[f.w_off[l] + static_cast<long long>(k) * n_out + j] : T(0);
+            for (int q = 0; q < 4; ++q) {
+                const T z = v[q] + bm;
+                if (!hidden) {
+                    h[q] = z;
+                } else if (m < n_out && n0 + q < valid) {
+                    h[q] = dev_activate(act, z);
+                    d[q] = dev_activation_derivative(act, z, h[q]);
+                } else {
+                    h[q] = T(0);
+                    d[q] = T(0);
+                }
             }
-#pragma unroll
-            for (int c = 0; c < 8; ++c) {
-                const int j = tj + 16 * c;
-                if (j >= n_out) continue;
-                const int local = k * n_out + j;
-                apply_gradient_to(f.update, f.control, f.w_off[l] + local, acc[a][c], true, W[local], m_in[c], lr,
-                                  first);
-            }
-            continue;
-        }
-#pragma unroll
-        for (int c = 0; c < 8; ++c) {
-            const int j = tj + 16 * c;
-            if (j >= n_out) continue;
-            const long long index = f.w_off[l] + static_cast<long long>(k) * n_out + j;
-            if (f.direct) {
-                apply_gradient(f.update, f.control, index, acc[a][c], true);
-            } else {
-                partial[index] = acc[a][c];
-            }
-        }
-    }
-    for (int j = threadIdx.x; j < n_out; j += blockDim.x) {
-        T s = 0;
-        for (int r = 0; r < valid; ++r) s += dz[r * ld_out + j];
-        if (update) {
-            const long long index = f.b_off[l] + j;
-            apply_gradient_to(f.update, f.control, index, s, false, bias[j], f.update.mom_in[index], lr, first);
-        } else if (f.direct) {
-            apply_gradient(f.update, f.control, f.b_off[l] + j, s, false);
+            store4(out + m * s.ldh + n0, h);
+            if (hidden) store4(der + m * s.ldh + n0, d);
+        });
+}
+
+// The loss of the tile's logits, their gradient written over them (zero for rows past
+// `valid`); returns the sum of the valid rows' losses on every thread. Contains a barrier.
+template <class T>
+__device__ double fused_loss(const FusedArgs<T>& f, T* sm, int batch_rows, int valid, const int* sample,
+                             const int* label, double* row_loss) {
+    const FusedLayout& s = f.s;
+    const int k = s.sizes[s.layers];
+    T* logits = sm + s.act[s.layers];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const T scale = T((f.loss == kMse ? 2.0 : 1.0) / loss_divisor(f.loss, batch_rows, k));
+    for (int r = warp; r < s.rows; r += kFusedThreads / 32) {
+        T* z = logits + r;
+        if (r < valid) {
+            const T* y = f.loss == kCrossEntropy ? nullptr : f.values + static_cast<long long>(sample[r]) * k;
+            const double value = row_loss_and_grad(f.loss, k, z, z, label[r], y, scale, lane, s.ldh);
+            if (lane == 0) row_loss[r] = value;
         } else {
-            partial[f.b_off[l] + j] = s;
+            for (int j = lane; j < k; j += 32) z[j * s.ldh] = T(0);
+            if (lane == 0) row_loss[r] = 0;
         }
     }
+    __syncthreads();
+    return warp_sum(lane < s.rows ? row_loss[lane] : 0.0);
 }
 
-// Layer l's W (n_in x n_out) and bias as this step reads them: copied into shared memory when
-// the layout has room (the caller synchronises before the copy is read, and before a reader of
-// the previous copy could see it overwritten), else read in place.
+// What a completed gradient g of one parameter does (see FusedSink). The step's learning rate
+// and first-step flag come with it; *diverged is set when an update is not finite.
 template <class T>
-__device__ void fused_layer_params(const FusedArgs<T>& f, T* sm, int l, const T*& W, const T*& bias) {
-    const T* gw = f.params + f.w_off[l];
-    const T* gb = f.params + f.b_off[l];
-    if (f.stage_off < 0) {
-        W = gw;
-        bias = gb;
+struct FusedStep {
+    StepControl control;
+    T lr = 0;
+    bool first = false;
+    int* diverged = nullptr;  // the epoch kernel's shared flag
+    T* param_out = nullptr;   // the epoch kernel's write-through buffers of this step
+    T* mom_out = nullptr;
+};
+
+template <class T>
+__device__ __forceinline__ void fused_sink(const FusedArgs<T>& f, T* sm, const FusedStep<T>& step, int l,
+                                           bool is_weight, int m, int n, T g) {
+    const FusedLayout& s = f.s;
+    const long long index = is_weight ? f.w_off[l] + static_cast<long long>(m) * s.sizes[l + 1] + n : f.b_off[l] + n;
+    if (f.sink == kSinkPartial) {
+        f.partial[static_cast<long long>(blockIdx.x) * f.param_count + index] = g;
         return;
     }
-    const int wn = f.sizes[l] * f.sizes[l + 1], bn = f.sizes[l + 1];
-    T* sw = sm + f.stage_off;
-#pragma unroll 4
-    for (int e = threadIdx.x; e < wn; e += kFusedThreads) sw[e] = gw[e];
-    for (int e = threadIdx.x; e < bn; e += kFusedThreads) sw[wn + e] = gb[e];
-    W = sw;
-    bias = sw + wn;
+    if (f.sink == kSinkGradient) {
+        f.update.grad_out[index] = g;
+        return;
+    }
+    T* p = is_weight ? sm + s.w[l] + m * s.ldw[l] + n : sm + s.b[l] + n;
+    const SgdUpdate<T>& u = f.update;
+    if (f.sink == kSinkUpdate) {
+        const T m_in = u.momentum != T(0) ? u.mom_in[index] : T(0);
+        apply_gradient_to(u, step.control, index, g, is_weight, *p, m_in, step.lr, step.first);
+        return;
+    }
+    if (is_weight && u.weight_decay != T(0)) g = g + u.weight_decay * *p;
+    T direction = g;
+    if (u.momentum != T(0)) {
+        T* mp = p + s.momentum_delta;
+        const T b = step.first ? g : u.momentum * *mp + g;
+        *mp = b;
+        step.mom_out[index] = b;
+        direction = u.nesterov ? g + u.momentum * b : b;
+    }
+    const T updated = *p - step.lr * direction;
+    *p = updated;
+    step.param_out[index] = updated;
+    if (!dev_isfinite(updated)) {
+        *step.diverged = 1;
+        mark_diverged(step.control);
+    }
 }
 
-// One step on one batch tile of kFusedRows rows (blockIdx.x); ends with a __syncthreads.
+// Layer l backward, given dz of its output: dz of its input (l > 0) written over der[l], then
+// the weight and bias gradients into the sink. Contains barriers; ends with one.
+template <class T>
+__device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedStep<T>& step, int l, const T* input) {
+    const FusedLayout& s = f.s;
+    const T* dz = sm + (l + 1 == s.layers ? s.act[s.layers] : s.der[l + 1]);
+    const int n_in = s.sizes[l], n_out = s.sizes[l + 1];
+    if (l > 0) {
+        T* der = sm + s.der[l];
+        using Shape = ProductShape<true, false, false, false>;
+        block_product<Shape, kFusedThreads>(
+            s.padded[l], s.rows, s.padded[l + 1], SharedOperand<T>{sm + s.w[l], s.ldw[l]},
+            SharedOperand<T>{dz, s.ldh}, sm + s.scratch, s.scratch_elems, [&](int m, int n0, int, const T(&v)[4]) {
+                T* at = der + m * s.ldh + n0;
+                T out[4];
+                load4(at, out);
+#pragma unroll
+                for (int q = 0; q < 4; ++q) out[q] *= v[q];
+                store4(at, out);
+            });
+        __syncthreads();
+    }
+    using Shape = ProductShape<true, true, true, true>;
+    block_product<Shape, kFusedThreads>(
+        s.padded[l], s.padded[l + 1], s.rows, SharedOperand<T>{input, s.ldh}, SharedOperand<T>{dz, s.ldh},
+        sm + s.scratch, s.scratch_elems, [&](int m, int n0, int n_step, const T(&v)[4]) {
+            if (m >= n_in) return;
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                const int n = n0 + q * n_step;
+                if (n < n_out) fused_sink(f, sm, step, l, true, m, n, v[q]);
+            }
+        });
+    for (int n = threadIdx.x; n < n_out; n += kFusedThreads) {
+        T sum = 0;
+        for (int r = 0; r < s.rows; r += 4) {
+            T v[4];
+            load4(dz + n * s.ldh + r, v);
+            sum += v[0];
+            sum += v[1];
+            sum += v[2];
+            sum += v[3];
+        }
+        fused_sink(f, sm, step, l, false, 0, n, sum);
+    }
+    __syncthreads();
+}
+
+// One step on one batch tile of `rows` rows (blockIdx.x).
 template <class T>
 __device__ void fused_tile_step(const FusedArgs<T>& f) {
     if (step_skipped(f.control)) return;
     extern __shared__ __align__(16) unsigned char fused_smem[];
     T* sm = reinterpret_cast<T*>(fused_smem);
-    __shared__ double row_loss[kFusedRows];
-    // The tile's samples and labels, looked up once (each a dependent global load).
-    __shared__ int row_sample[kFusedRows], row_label[kFusedRows];
-    const int r0 = blockIdx.x * kFusedRows;
-    const int valid = min(kFusedRows, f.batch_rows - r0);
-    if (const int r = static_cast<int>(threadIdx.x); r < valid) {
-        const int sample = f.rows != nullptr ? f.rows[r0 + r] : r0 + r;
+    __shared__ double row_loss[kFusedMaxRows];
+    __shared__ int row_sample[kFusedMaxRows], row_label[kFusedMaxRows];
+    const FusedLayout& s = f.s;
+    const int r0 = blockIdx.x * s.rows;
+    const int valid = min(s.rows, f.batch_rows - r0);
+    if (const int r = static_cast<int>(threadIdx.x); r < s.rows) {
+        const int sample = r >= valid ? -1 : f.rows != nullptr ? f.rows[r0 + r] : r0 + r;
         row_sample[r] = sample;
-        row_label[r] = f.loss == kCrossEntropy ? f.labels[sample] : 0;
+        row_label[r] = f.loss == kCrossEntropy && sample >= 0 ? f.labels[sample] : 0;
     }
+    // Every load of the step's parameters in flight at once, while the samples arrive.
+    if (!s.staged)
+        for (int l = 0; l < s.layers; ++l) fused_copy_layer(f, sm, l, f.params, 0, true);
     __syncthreads();
-
-    const int d = f.sizes[0];
-#pragma unroll 4
-    for (int e = threadIdx.x; e < kFusedRows * d; e += blockDim.x) {
-        const int r = e / d, c = e % d;
-        T v = T(0);
-        if (r < valid) v = f.x[static_cast<long long>(row_sample[r]) * d + c];
-        sm[f.act_off[0] + r * f.ld[0] + c] = v;
-    }
+    fused_gather_inputs(f, sm + s.act[0], row_sample, true);
+    async_copy_commit();
+    async_copy_wait_all();
     __syncthreads();
-    const T* W = nullptr;
-    const T* bias = nullptr;
-    for (int l = 0; l < f.layers; ++l) {
-        fused_layer_params(f, sm, l, W, bias);
-        __syncthreads();
-        fused_dense_forward(f, sm, l, W, bias);
-        __syncthreads();
-    }
-
-    // Loss rows: one warp per row; rows past the batch get dz = 0.
-    const int k = f.sizes[f.layers];
-    T* logits = sm + f.act_off[f.layers];
-    const int ld_k = f.ld[f.layers];
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const T scale = T((f.loss == kMse ? 2.0 : 1.0) / loss_divisor(f.loss, f.batch_rows, k));
-    for (int r = warp; r < kFusedRows; r += kFusedThreads / 32) {
-        T* row = logits + r * ld_k;
-        if (r < valid) {
-            const long long sample = row_sample[r];
-            const int label = row_label[r];
-            const T* y = f.loss == kCrossEntropy ? nullptr : f.values + sample * k;
-            const double value = row_loss_and_grad(f.loss, k, row, row, label, y, scale, lane);
-            if (lane == 0) row_loss[r] = value;
-        } else {
-            for (int j = lane; j < k; j += 32) row[j] = T(0);
-            if (lane == 0) row_loss[r] = 0;
+    for (int l = 0; l < s.layers; ++l) {
+        if (s.staged) {
+            fused_copy_layer(f, sm, l, f.params, 0, true);
+            async_copy_commit();
+            async_copy_wait_all();
+            __syncthreads();
         }
+        fused_forward_layer(f, sm, l, sm + s.act[l], valid);
+        __syncthreads();
     }
-    __syncthreads();
+    const double total = fused_loss(f, sm, f.batch_rows, valid, row_sample, row_label, row_loss);
+    const bool updates = f.sink == kSinkUpdate;
     if (threadIdx.x == 0) {
-        double s = 0;
-        for (int r = 0; r < valid; ++r) s += row_loss[r];
-        if (f.direct) {
-            const double value = s / loss_divisor(f.loss, f.batch_rows, k);
+        if (f.sink == kSinkPartial) {
+            f.partial_loss[blockIdx.x] = total;
+        } else {
+            const double value = total / loss_divisor(f.loss, f.batch_rows, s.sizes[s.layers]);
             f.control.step_loss[f.control.step] = value;
             if (!isfinite(value)) mark_diverged(f.control);
-        } else {
-            f.partial_loss[blockIdx.x] = s;
         }
     }
-
-    for (int l = f.layers - 1; l >= 0; --l) {
-        // The last layer's parameters are still in place from the forward pass.
-        if (l != f.layers - 1) {
-            fused_layer_params(f, sm, l, W, bias);
+    if (updates && !isfinite(total)) return;  // the same value on every thread
+    FusedStep<T> step;
+    step.control = f.control;
+    if (updates) {
+        step.lr = T(f.control.lrs[f.control.step]);
+        step.first = sgd_first_step(f.control);
+    }
+    for (int l = s.layers - 1; l >= 0; --l) {
+        // The last layer's parameters are still in their slot from the forward pass.
+        if (s.staged && l != s.layers - 1) {
+            fused_copy_layer(f, sm, l, f.params, 0, true);
+            async_copy_commit();
+            async_copy_wait_all();
             __syncthreads();
         }
-        fused_weight_grad(f, sm, l, valid, W, bias);
-        __syncthreads();
-        if (l > 0) {
-            fused_input_grad(f, sm, l, W);
-            __syncthreads();
-        }
+        fused_backward_layer(f, sm, step, l, sm + s.act[l]);
     }
 }
 
@@ -334,10 +435,9 @@ __global__ void __launch_bounds__(kFusedThreads) fused_mlp_kernel(const FusedArg
     fused_tile_step(f);
 }
 
-// A whole epoch whose every batch fits one tile (batch_size <= kFusedRows), run by one block,
-// step after step: one launch instead of one per step. Step s reads params[s % 2] and
-// momentum[s % 2] and writes the other buffers, as the per-step launches do; the block's
-// __syncthreads between steps makes one step's writes visible to the next.
+// A whole epoch whose every batch fits one tile (batch_size <= rows), run by one block.
+// Step s reads the state that step s - 1 left in shared memory and writes its updates through
+// to params[(s + 1) % 2] and momentum[(s + 1) % 2], as the per-step launches would.
 template <class T>
 struct FusedEpoch {
     int steps = 0, batch_size = 0, order_length = 0;
@@ -348,19 +448,74 @@ struct FusedEpoch {
 
 template <class T>
 __global__ void __launch_bounds__(kFusedThreads) fused_epoch_kernel(const FusedArgs<T> base, const FusedEpoch<T> e) {
-    for (int s = 0; s < e.steps; ++s) {
-        FusedArgs<T> f = base;
-        const int in = s % 2, start = s * e.batch_size;
-        f.rows = e.order + start;
-        f.batch_rows = min(e.batch_size, e.order_length - start);
-        f.params = e.params[in];
-        f.update.param_in = e.params[in];
-        f.update.param_out = e.params[in ^ 1];
-        f.update.mom_in = e.momentum[in];
-        f.update.mom_out = e.momentum[in ^ 1];
-        f.control.step = s;
-        fused_tile_step(f);
+    extern __shared__ __align__(16) unsigned char fused_smem[];
+    T* sm = reinterpret_cast<T*>(fused_smem);
+    __shared__ double row_loss[kFusedMaxRows];
+    __shared__ int row_sample[2][kFusedMaxRows], row_label[2][kFusedMaxRows];
+    __shared__ int diverged;
+    const FusedLayout& s = base.s;
+    const int t = threadIdx.x;
+    const bool momentum = base.update.momentum != T(0);
+    for (int l = 0; l < s.layers; ++l) {
+        fused_copy_layer(base, sm, l, e.params[0], 0, true);
+        if (momentum) fused_copy_layer(base, sm, l, e.momentum[0], s.momentum_delta, true);
+    }
+    const bool started = *base.control.started != 0;
+    const bool cross_entropy = base.loss == kCrossEntropy;
+    if (t < s.rows) {
+        const int valid = min(e.batch_size, e.order_length);
+        const int sample = t < valid ? e.order[t] : -1;
+        row_sample[0][t] = sample;
+        row_label[0][t] = cross_entropy && sample >= 0 ? base.labels[sample] : 0;
+    }
+    if (t == 0) diverged = 0;
+    __syncthreads();
+    fused_gather_inputs(base, sm + s.act[0], row_sample[0], true);
+    async_copy_commit();
+    async_copy_wait_all();
+    __syncthreads();
+
+    const FusedArgs<T>& f = base;
+    for (int step_index = 0; step_index < e.steps; ++step_index) {
+        const int cur = step_index & 1;
+        const int start = step_index * e.batch_size;
+        const int valid = min(e.batch_size, e.order_length - start);
+        const bool has_next = step_index + 1 < e.steps;
+        const int next_valid = has_next ? min(e.batch_size, e.order_length - start - e.batch_size) : 0;
+        // Requested now, needed only after the forward pass.
+        const int next_sample = t < next_valid ? e.order[start + e.batch_size + t] : -1;
+        FusedStep<T> step;
+        step.control = base.control;
+        step.control.step = step_index;
+        step.lr = T(base.control.lrs[step_index]);
+        step.first = step_index == 0 && !started;
+        step.diverged = &diverged;
+        step.param_out = e.params[cur ^ 1];
+        step.mom_out = e.momentum[cur ^ 1];
+        T* input = sm + (cur == 0 ? s.act[0] : s.input2);
+        T* next_input = sm + (cur == 0 ? s.input2 : s.act[0]);
+
+        for (int l = 0; l < s.layers; ++l) {
+            fused_forward_layer(f, sm, l, l == 0 ? input : sm + s.act[l], valid);
+            __syncthreads();
+        }
+        if (t < s.rows) row_sample[cur ^ 1][t] = next_sample;
+        const int next_label = cross_entropy && next_sample >= 0 ? base.labels[next_sample] : 0;
+        const double total = fused_loss(f, sm, valid, valid, row_sample[cur], row_label[cur], row_loss);
+        if (t == 0) {
+            const double value = total / loss_divisor(f.loss, valid, s.sizes[s.layers]);
+            f.control.step_loss[step_index] = value;
+            if (!isfinite(value)) mark_diverged(step.control);
+        }
+        if (!isfinite(total)) break;  // the same value on every thread
+        // fused_loss's barrier made the next samples visible: gather their inputs meanwhile.
+        if (has_next) fused_gather_inputs(f, next_input, row_sample[cur ^ 1], true);
+        async_copy_commit();
+        for (int l = s.layers - 1; l >= 0; --l) fused_backward_layer(f, sm, step, l, l == 0 ? input : sm + s.act[l]);
+        if (t < s.rows) row_label[cur ^ 1][t] = next_label;
+        async_copy_wait_all();
         __syncthreads();
+        if (diverged) break;
     }
 }
 

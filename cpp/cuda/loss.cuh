@@ -29,37 +29,39 @@ __device__ __forceinline__ V warp_max(V v) {
 
 // One row of k logits z -> dz (may alias z), called by all 32 lanes of a warp; returns the row's
 // unscaled loss (the sum of its terms) on every lane. scale: 2/(n k) mse, 1/(n k) bce, 1/n ce.
+// stride: the distance between the row's logits (the fused kernels keep them feature-major).
 template <class T>
-__device__ double row_loss_and_grad(int loss, int k, const T* z, T* dz, int label, const T* y, T scale, int lane) {
+__device__ double row_loss_and_grad(int loss, int k, const T* z, T* dz, int label, const T* y, T scale, int lane,
+                                    int stride = 1) {
     double total = 0;
     if (loss == kMse) {
         for (int j = lane; j < k; j += 32) {
-            const T diff = z[j] - y[j];
+            const T diff = z[j * stride] - y[j];
             total += static_cast<double>(diff * diff);
-            dz[j] = diff * scale;
+            dz[j * stride] = diff * scale;
         }
         return warp_sum(total);
     }
     if (loss == kBce) {
         for (int j = lane; j < k; j += 32) {
-            const T zj = z[j];
+            const T zj = z[j * stride];
             const T term = fmax(zj, T(0)) - zj * y[j] + dev_log1p(dev_exp(-fabs(zj)));
             total += static_cast<double>(term);
-            dz[j] = (dev_sigmoid(zj) - y[j]) * scale;
+            dz[j * stride] = (dev_sigmoid(zj) - y[j]) * scale;
         }
         return warp_sum(total);
     }
     T m = -INFINITY;
-    for (int j = lane; j < k; j += 32) m = fmax(m, z[j]);
+    for (int j = lane; j < k; j += 32) m = fmax(m, z[j * stride]);
     m = warp_max(m);
     T s = 0;
-    for (int j = lane; j < k; j += 32) s += dev_exp(z[j] - m);
+    for (int j = lane; j < k; j += 32) s += dev_exp(z[j * stride] - m);
     s = warp_sum(s);
-    const T z_label = z[label];
+    const T z_label = z[label * stride];
     __syncwarp();
     for (int j = lane; j < k; j += 32) {
-        const T p = dev_exp(z[j] - m) / s;
-        dz[j] = (j == label ? p - T(1) : p) * scale;
+        const T p = dev_exp(z[j * stride] - m) / s;
+        dz[j * stride] = (j == label ? p - T(1) : p) * scale;
     }
     __syncwarp();
     return static_cast<double>(m + dev_log(s) - z_label);

@@ -4,7 +4,9 @@
 // Divergence without a host round trip: parameters and momentum are double-buffered, step s
 // reading buffer s % 2 and writing buffer (s + 1) % 2. A step whose loss or any written value is
 // non-finite lowers *diverged_step to s; every kernel of a later step sees that and returns
-// at once, so the buffer written before step s still holds the state the host keeps.
+// at once, so the buffer written before step s still holds the state the host keeps. Without
+// momentum the momentum buffers are neither read nor written: the epoch starts by making both
+// hold the same (kept) content.
 #pragma once
 
 #include <climits>
@@ -45,7 +47,8 @@ struct SgdUpdate {
 };
 
 // The optimizer's step for one parameter whose current value p and momentum m_in the caller
-// has already read (so that a caller updating many parameters can issue their loads together):
+// has already read (so that a caller updating many parameters can issue their loads together;
+// m_in is not used without momentum):
 // lr = lrs[step], first = the optimizer's first step (see sgd_first_step).
 template <class T>
 __device__ __forceinline__ void apply_gradient_to(const SgdUpdate<T>& u, const StepControl& c, long long index, T g,
@@ -56,8 +59,6 @@ __device__ __forceinline__ void apply_gradient_to(const SgdUpdate<T>& u, const S
         const T b = first ? g : u.momentum * m_in + g;
         u.mom_out[index] = b;
         direction = u.nesterov ? g + u.momentum * b : b;
-    } else {
-        u.mom_out[index] = m_in;  // keep the buffers' content, as the CPU backend does
     }
     const T updated = p - lr * direction;
     u.param_out[index] = updated;
@@ -73,8 +74,8 @@ __device__ __forceinline__ void apply_gradient(const SgdUpdate<T>& u, const Step
         u.grad_out[index] = g;
         return;
     }
-    apply_gradient_to(u, c, index, g, is_weight, u.param_in[index], u.mom_in[index], T(c.lrs[c.step]),
-                      sgd_first_step(c));
+    apply_gradient_to(u, c, index, g, is_weight, u.param_in[index], u.momentum != T(0) ? u.mom_in[index] : T(0),
+                      T(c.lrs[c.step]), sgd_first_step(c));
 }
 
 }  // namespace fusedmlp::cuda

@@ -6,6 +6,7 @@
 // build_emulated.sh compiles the CUDA backend against it. It checks indexing, tiling,
 // reductions and the host logic; it cannot check timing, occupancy or the GPU memory model.
 #pragma once
+#define FUSEDMLP_CUDA_EMULATED 1
 #include <algorithm>
 #include <atomic>
 #include <barrier>
@@ -24,6 +25,7 @@
 #define __align__(n) __attribute__((aligned(n)))
 #define __shared__ static
 struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(16) double2 { double x, y; };
 struct Dim3 { unsigned x = 0, y = 0, z = 0; Dim3() = default; Dim3(unsigned a, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
 inline thread_local Dim3 threadIdx, blockIdx;
 inline Dim3 blockDim, gridDim;
@@ -92,7 +94,12 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaMalloc(void* p, size_t bytes) { void* m = std::malloc(bytes); std::memset(m, 0xFF, bytes); *static_cast<void**>(p) = m; return cudaSuccess; }
 template <class V> cudaError_t cudaMalloc(V** p, size_t bytes) { return cudaMalloc(static_cast<void*>(p), bytes); }
 inline cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
-inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t) { if (g_capture) std::abort(); std::memcpy(d, s, n); return cudaSuccess; }
+inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind kind, cudaStream_t) {
+    if (g_capture == nullptr) { std::memcpy(d, s, n); return cudaSuccess; }
+    if (kind != cudaMemcpyDeviceToDevice) std::abort();  // a graph may only copy device memory here
+    g_capture->push_back([d, s, n] { std::memcpy(d, s, n); });
+    return cudaSuccess;
+}
 inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) { std::memset(d, v, n); return cudaSuccess; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
