@@ -177,6 +177,8 @@ __device__ void block_product(int M, int N, int K, SharedOperand<T> a, SharedOpe
         const int x = item / blocks, blk = item % blocks;
         T sum[4], part[4];
         load4(scratch + (x * blocks + blk) * 4, sum);
+        // Unrolled so that several ranges' loads are in flight at once; still added in order.
+#pragma unroll 4
         for (int g = 1; g < splits; ++g) {
             load4(scratch + ((g * 4 + x) * blocks + blk) * 4, part);
 #pragma unroll

@@ -245,6 +245,9 @@ __device__ void fused_forward_layer(const FusedArgs<T>& f, T* sm, int l, const T
 
 // The loss of the tile's logits, their gradient written over them (zero for rows past
 // `valid`); returns the sum of the valid rows' losses on every thread. Contains a barrier.
+// A group of lanes per row, as few as the row's logits allow (a whole warp for 32 or more), so
+// that a tile's rows are mostly done in one pass. Every group takes a row of the tile (the
+// shuffles need every lane), a row past `valid` too, whose results are then discarded.
 template <class T>
 __device__ double fused_loss(const FusedArgs<T>& f, T* sm, int batch_rows, int valid, const int* sample,
                              const int* label, double* row_loss) {
@@ -252,20 +255,22 @@ __device__ double fused_loss(const FusedArgs<T>& f, T* sm, int batch_rows, int v
     const int k = s.sizes[s.layers];
     T* logits = sm + s.act[s.layers];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    int group = 32 / s.rows;  // at most s.rows rows per warp: a pass never runs past the tile
+    while (group < k && group < 32) group *= 2;
+    const int rows_per_warp = 32 / group, member = lane % group;
     const T scale = T((f.loss == kMse ? 2.0 : 1.0) / loss_divisor(f.loss, batch_rows, k));
-    for (int r = warp; r < s.rows; r += kFusedThreads / 32) {
+    for (int first = warp * rows_per_warp; first < s.rows; first += kFusedThreads / group) {
+        const int r = first + lane / group;
         T* z = logits + r;
-        if (r < valid) {
-            const T* y = f.loss == kCrossEntropy ? nullptr : f.values + static_cast<long long>(sample[r]) * k;
-            const double value = row_loss_and_grad(f.loss, k, z, z, label[r], y, scale, lane, s.ldh);
-            if (lane == 0) row_loss[r] = value;
-        } else {
-            for (int j = lane; j < k; j += 32) z[j * s.ldh] = T(0);
-            if (lane == 0) row_loss[r] = 0;
-        }
+        const bool live = r < valid;
+        const T* y = f.loss == kCrossEntropy ? nullptr : f.values + static_cast<long long>(live ? sample[r] : 0) * k;
+        const double value = row_loss_and_grad(f.loss, k, z, z, label[r], y, scale, member, s.ldh, group);
+        if (!live)
+            for (int j = member; j < k; j += group) z[j * s.ldh] = T(0);
+        if (member == 0) row_loss[r] = live ? value : 0.0;
     }
     __syncthreads();
-    return warp_sum(lane < s.rows ? row_loss[lane] : 0.0);
+    return group_sum(lane < s.rows ? row_loss[lane] : 0.0);
 }
 
 // What a completed gradient g of one parameter does (see FusedSink). The step's learning rate

@@ -13,53 +13,55 @@ namespace fusedmlp::cuda {
 // Same order as fusedmlp::Loss.
 enum LossCode : int { kMse, kBce, kCrossEntropy };
 
+// Sums (maxima) over aligned groups of `group` lanes (a power of two <= 32), every lane of the
+// warp taking part; each lane gets its group's result.
 template <class V>
-__device__ __forceinline__ V warp_sum(V v) {
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+__device__ __forceinline__ V group_sum(V v, int group = 32) {
+    for (int offset = group / 2; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
     return v;
 }
 
 template <class V>
-__device__ __forceinline__ V warp_max(V v) {
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, offset));
+__device__ __forceinline__ V group_max(V v, int group = 32) {
+    for (int offset = group / 2; offset > 0; offset >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, offset));
     return v;
 }
 
-// One row of k logits z -> dz (may alias z), called by all 32 lanes of a warp; returns the row's
-// unscaled loss (the sum of its terms) on every lane. scale: 2/(n k) mse, 1/(n k) bce, 1/n ce.
-// stride: the distance between the row's logits (the fused kernels keep them feature-major).
+// One row of k logits z -> dz (may alias z), called by a group of `group` lanes (lane: the
+// index in the group; every lane of the warp calls it, for its own group's row); returns the
+// row's unscaled loss (the sum of its terms) on every lane of the group. scale: 2/(n k) mse,
+// 1/(n k) bce, 1/n ce. stride: the distance between the row's logits (the fused kernels keep
+// them feature-major).
 template <class T>
 __device__ double row_loss_and_grad(int loss, int k, const T* z, T* dz, int label, const T* y, T scale, int lane,
-                                    int stride = 1) {
+                                    int stride = 1, int group = 32) {
     double total = 0;
     if (loss == kMse) {
-        for (int j = lane; j < k; j += 32) {
+        for (int j = lane; j < k; j += group) {
             const T diff = z[j * stride] - y[j];
             total += static_cast<double>(diff * diff);
             dz[j * stride] = diff * scale;
         }
-        return warp_sum(total);
+        return group_sum(total, group);
     }
     if (loss == kBce) {
-        for (int j = lane; j < k; j += 32) {
+        for (int j = lane; j < k; j += group) {
             const T zj = z[j * stride];
             const T term = fmax(zj, T(0)) - zj * y[j] + dev_log1p(dev_exp(-fabs(zj)));
             total += static_cast<double>(term);
             dz[j * stride] = (dev_sigmoid(zj) - y[j]) * scale;
         }
-        return warp_sum(total);
+        return group_sum(total, group);
     }
     T m = -INFINITY;
-    for (int j = lane; j < k; j += 32) m = fmax(m, z[j * stride]);
-    m = warp_max(m);
+    for (int j = lane; j < k; j += group) m = fmax(m, z[j * stride]);
+    m = group_max(m, group);
     T s = 0;
-    for (int j = lane; j < k; j += 32) s += dev_exp(z[j * stride] - m);
-    s = warp_sum(s);
+    for (int j = lane; j < k; j += group) s += dev_exp(z[j * stride] - m);
+    s = group_sum(s, group);
     const T z_label = z[label * stride];
     __syncwarp();
-    for (int j = lane; j < k; j += 32) {
+    for (int j = lane; j < k; j += group) {
         const T p = dev_exp(z[j * stride] - m) / s;
         dz[j * stride] = (j == label ? p - T(1) : p) * scale;
     }
@@ -140,10 +142,10 @@ __global__ void output_activation_kernel(int loss, int n, int k, T* z) {
     }
     T m = -INFINITY;
     for (int j = lane; j < k; j += 32) m = fmax(m, row[j]);
-    m = warp_max(m);
+    m = group_max(m);
     T s = 0;
     for (int j = lane; j < k; j += 32) s += dev_exp(row[j] - m);
-    s = warp_sum(s);
+    s = group_sum(s);
     for (int j = lane; j < k; j += 32) row[j] = dev_exp(row[j] - m) / s;
 }
 
