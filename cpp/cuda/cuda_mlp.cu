@@ -91,19 +91,20 @@ using TileD64 = GemmTile<double, 64, 64, 8, 4, 4, 2>;
 
 enum GemmTileId : int { kTileF128, kTileF64, kTileF64Warps, kTileD64, kTileCount };
 
-// What the planner assumes of each tile shape: its edges, warps per block, blocks resident per
-// SM, and its throughput per SM relative to TileF128 once the SM has enough warps (64 x 64
-// blocks load twice as much per multiply-add from L2; 4 x 4 per thread reads shared memory at
-// nearly the rate the SM can serve it). Estimates from the kernels' structure, not measurements.
+// What the planner assumes of each tile shape: its edges and K step, warps per block, blocks
+// resident per SM, and its throughput per SM relative to TileF128 once the SM has enough warps
+// (64 x 64 blocks load twice as much per multiply-add from L2; 4 x 4 per thread reads shared
+// memory at nearly the rate the SM can serve it). Estimates from the kernels' structure, not
+// measurements.
 struct TileModel {
-    int bm, bn, warps, resident;
+    int bm, bn, bk, warps, resident;
     double efficiency;
 };
 constexpr TileModel kTileModels[kTileCount] = {
-    {128, 128, 8, 2, 1.0},
-    {64, 64, 2, 6, 0.9},
-    {64, 64, 8, 3, 0.75},
-    {64, 64, 8, 2, 1.0},
+    {128, 128, 8, 8, 2, 1.0},
+    {64, 64, 8, 2, 6, 0.9},
+    {64, 64, 16, 8, 3, 0.75},
+    {64, 64, 8, 8, 2, 1.0},
 };
 
 // Test hooks: FUSEDMLP_CUDA_TILE=128, 64 or 64w forces one tile shape of the float GEMMs;
@@ -126,8 +127,11 @@ GemmOverride gemm_override() {
 
 // The planner's cost model, in cycles of the busiest SM (for ranking plans, not a prediction):
 // an SM runs at its full rate with kSaturatingWarps resident warps and proportionally slower
-// with fewer; splitting K costs one more launch plus writing and reading the partial sums.
+// with fewer; a block's K step takes at least kStepLatency (it waits for the tile prefetched
+// during the previous step), which bounds blocks with little work per step and long K;
+// splitting K costs one more launch plus writing and reading the partial sums.
 constexpr double kSaturatingWarps = 8;       // two per scheduler: one multiplies while one waits
+constexpr double kStepLatency = 700;         // an L2 round trip, the shared-memory stores, the barrier
 constexpr double kSplitLaunchCycles = 4000;  // about 2 us: one more kernel node and its ramp-up
 constexpr double kSplitBytesPerCycle = 3000;  // device-wide L2 bandwidth, about 5.5 TB/s
 // K ranges: multiples of kSplitAlign (whole vectors and BK tiles), at least kMinSplitK long
@@ -153,7 +157,10 @@ double plan_cycles(const TileModel& tile, long long M, long long N, long long ch
     const long long per_sm = ceil_div(blocks, sms);
     const double warps = static_cast<double>(std::min<long long>(per_sm, tile.resident) * tile.warps);
     const double rate = fma_per_cycle * tile.efficiency * std::min(1.0, warps / kSaturatingWarps);
-    double cycles = static_cast<double>(per_sm) * tile.bm * tile.bn * static_cast<double>(chunk) / rate;
+    const double throughput = static_cast<double>(per_sm) * tile.bm * tile.bn * static_cast<double>(chunk) / rate;
+    const double latency =
+        static_cast<double>(ceil_div(per_sm, tile.resident) * ceil_div(chunk, tile.bk)) * kStepLatency;
+    double cycles = std::max(throughput, latency);
     if (splits > 1)
         cycles += kSplitLaunchCycles + 2.0 * static_cast<double>(splits * M * N * element_bytes) / kSplitBytesPerCycle;
     return cycles;

@@ -133,7 +133,19 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     __shared__ __align__(16) T As[2][BK][BM + V];
     __shared__ __align__(16) T Bs[2][BK][BN + V];
     const int t = threadIdx.x;
-    const int tx = t % (BN / TN), ty = t / (BN / TN);
+    // The thread's column and row in the block's grid of thread tiles. A warp covers 8 x 4 of
+    // them where the grid is wide enough, so that each of its shared-memory reads touches 8 (B)
+    // or 4 (A) distinct vectors: one 128-byte wavefront.
+    constexpr int kThreadCols = BN / TN;
+    int tx, ty;
+    if constexpr (kThreadCols % 8 == 0 && kThreads % 32 == 0) {
+        const int lane = t % 32, warp = t / 32;
+        tx = warp % (kThreadCols / 8) * 8 + lane % 8;
+        ty = warp / (kThreadCols / 8) * 4 + lane / 8;
+    } else {
+        tx = t % kThreadCols;
+        ty = t / kThreadCols;
+    }
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     const int M = g.M, N = g.N;
     const int k_begin = g.k_chunk > 0 ? static_cast<int>(blockIdx.z) * g.k_chunk : 0;
