@@ -93,9 +93,9 @@ enum GemmTileId : int { kTileF128, kTileF64, kTileF64Warps, kTileD64, kTileCount
 
 // What the planner assumes of each tile shape: its edges and K step, warps per block, blocks
 // resident per SM, and its throughput per SM relative to TileF128 once the SM has enough warps
-// (64 x 64 blocks load twice as much per multiply-add from L2; 4 x 4 per thread reads shared
-// memory at nearly the rate the SM can serve it). Estimates from the kernels' structure, not
-// measurements.
+// (64 x 64 blocks load twice as much per multiply-add from L2; 4 x 4 per thread spends about
+// one issue slot in five on shared-memory reads and tile staging instead of multiply-adds).
+// Estimates from the kernels' structure, not measurements.
 struct TileModel {
     int bm, bn, bk, warps, resident;
     double efficiency;
