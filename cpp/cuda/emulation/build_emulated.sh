@@ -11,7 +11,7 @@ out="$root/build-dev/emulated"
 rm -rf "$out"
 mkdir -p "$out/src/cuda" "$out/src/bindings" "$out/pkg"
 cp "$root"/cpp/cuda/*.cuh "$root"/cpp/cuda/*.hpp "$out/src/cuda/"
-cp "$root"/cpp/bindings/cuda_module.cpp "$root"/cpp/bindings/convert.hpp "$out/src/bindings/"
+cp "$root"/cpp/bindings/cuda_module.cpp "$root"/cpp/bindings/*.hpp "$out/src/bindings/"
 ln -s "$root/cpp/kernels" "$out/src/kernels"
 "$py" - "$root" "$out" <<'PY'
 import re, sys
