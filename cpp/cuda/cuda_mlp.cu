@@ -84,7 +84,7 @@ int sm_count() {
 // would spill). The last argument is the blocks that must fit on an SM, which bounds the
 // registers per thread (each of an SM's four schedulers has 16384 registers for its warps: at
 // most 128, 168 and 80 per thread for the float tiles, 128 for double).
-using TileF128 = GemmTile<float, 128, 128, 16, 8, 8, 2>;
+using TileF128 = GemmTile<float, 128, 128, 8, 8, 8, 2>;
 using TileF64 = GemmTile<float, 64, 64, 8, 8, 8, 6>;
 using TileF64Warps = GemmTile<float, 64, 64, 16, 4, 4, 3>;
 using TileD64 = GemmTile<double, 64, 64, 8, 4, 4, 2>;
@@ -101,7 +101,7 @@ struct TileModel {
     double efficiency;
 };
 constexpr TileModel kTileModels[kTileCount] = {
-    {128, 128, 16, 8, 2, 1.0},
+    {128, 128, 8, 8, 2, 1.0},
     {64, 64, 8, 2, 6, 0.9},
     {64, 64, 16, 8, 3, 0.75},
     {64, 64, 8, 8, 2, 1.0},
