@@ -373,3 +373,70 @@ def test_changed_training_set_is_uploaded_again():
     step_loss, _ = net.train_epoch(X, y, order, 50, False, np.zeros(1), 0.0, False, 0.0)
     want, _, _ = reference.network_loss_and_grad(weights, biases, "relu", "mse", X, y)
     assert step_loss[0] == pytest.approx(want, rel=1e-5)
+
+
+# --- GEMM tile shapes and splits along K (FUSEDMLP_CUDA_TILE / FUSEDMLP_CUDA_SPLIT force them) --
+
+# Widths chosen for the GEMMs' load paths: [100, 132, 67, 12] has leading dimensions that are
+# multiples of four (16-byte vector loads and stores) next to ones that are not; in
+# [99, 130, 68, 12] W1, W2 start at offsets that are not multiples of four, so their vector
+# loads fall back to scalars although their widths would allow vectors.
+GEMM_SIZES = [[100, 132, 67, 12], [99, 130, 68, 12]]
+
+
+@needs_gpu
+@pytest.mark.parametrize("split", ["1", "3"])
+@pytest.mark.parametrize("tile", ["128", "64", "64w"])
+@pytest.mark.parametrize("sizes", GEMM_SIZES)
+def test_gemm_tiles_and_splits_match_reference(sizes, tile, split, monkeypatch):
+    monkeypatch.setenv("FUSEDMLP_CUDA_TILE", tile)
+    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", split)
+    dtype = np.float32
+    net, weights, biases = make_net(sizes, "tanh", "cross_entropy", dtype, "tiled")
+    X, y = make_data(sizes, "cross_entropy", 150, dtype)
+    value, dW, db = net.loss_and_grad(X, y)
+    want_value, want_dW, want_db = reference.network_loss_and_grad(weights, biases, "tanh", "cross_entropy", X, y)
+    assert value == pytest.approx(want_value, rel=1e-5)
+    for got, want in zip(dW + db, want_dW + want_db):
+        assert_matches_reference(got, want, dtype)
+    # a partial last batch (150 = 64 + 64 + 22) and rows gathered through the epoch's order
+    orders, lrs = epoch_plan(150, 64, False, 1, 0.05)
+    want_w, want_b, want_losses = reference_epochs(weights, biases, "tanh", "cross_entropy", X, y, orders, lrs, 64,
+                                                   False, 0.9)
+    step_losses = [net.train_epoch(X, y, o, 64, False, r, 0.9, False, 0.0)[0] for o, r in zip(orders, lrs)]
+    assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+    # inference (rows not gathered, another row count) through the same kernels
+    got_w, got_b = net.get_parameters()
+    assert_matches_reference(net.logits(X[:37]), reference.network_logits(got_w, got_b, "tanh", X[:37]), dtype)
+
+
+@needs_gpu
+@pytest.mark.parametrize("sizes", GEMM_SIZES)
+def test_float64_gemm_split_along_k_matches_reference(sizes, monkeypatch):
+    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", "3")
+    dtype = np.float64
+    net, weights, biases = make_net(sizes, "gelu", "mse", dtype, "tiled")
+    X, y = make_data(sizes, "mse", 90, dtype)
+    value, dW, db = net.loss_and_grad(X, y)
+    want_value, want_dW, want_db = reference.network_loss_and_grad(weights, biases, "gelu", "mse", X, y)
+    assert value == pytest.approx(want_value, rel=1e-12)
+    for got, want in zip(dW + db, want_dW + want_db):
+        assert_matches_reference(got, want, dtype)
+
+
+@needs_gpu
+@pytest.mark.parametrize("graphs", ["1", "0"])
+def test_split_gemms_bit_identical_run_to_run_with_and_without_graphs(graphs, monkeypatch):
+    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", "3")
+    sizes = GEMM_SIZES[0]
+    X, y = make_data(sizes, "cross_entropy", 150, np.float32)
+    orders, lrs = epoch_plan(150, 64, False, 1, 0.05)
+    results = []
+    for graphs_now in [graphs, "1"]:
+        monkeypatch.setenv("FUSEDMLP_CUDA_GRAPHS", graphs_now)
+        net, _, _ = make_net(sizes, "relu", "cross_entropy", np.float32, "tiled")
+        losses = [net.train_epoch(X, y, o, 64, False, r, 0.9, True, 1e-4)[0] for o, r in zip(orders, lrs)]
+        results.append((np.concatenate(losses), sum(net.get_parameters(), [])))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -76,11 +77,35 @@ int sm_count() {
     return std::max(count, 1);
 }
 
-// FUSEDMLP_CUDA_TILE=64 or 128 forces one tile size of the float GEMMs (for tests); else 0.
-int forced_tile() {
-    const char* value = std::getenv("FUSEDMLP_CUDA_TILE");
-    return value == nullptr ? 0 : std::atoi(value);
-}
+// The GEMM tile shapes (gemm.cuh). float: 8 x 8 outputs per thread, in 128 x 128 blocks of 256
+// threads (the most reuse per load: big products) or in 64 x 64 blocks of 64 threads (four
+// times the blocks: mid-size products); or 4 x 4 per thread in 64 x 64 blocks of 256 threads
+// (more warps per block where there are few blocks). double: 4 x 4 per thread (8 x 8 doubles
+// would spill). The last argument is the blocks that must fit on an SM, which bounds the
+// registers per thread (each of an SM's four schedulers has 16384 registers for its warps: at
+// most 128, 168 and 80 per thread for the float tiles, 128 for double).
+using TileF128 = GemmTile<float, 128, 128, 8, 8, 8, 2>;
+using TileF64 = GemmTile<float, 64, 64, 8, 8, 8, 6>;
+using TileF64Warps = GemmTile<float, 64, 64, 16, 4, 4, 3>;
+using TileD64 = GemmTile<double, 64, 64, 8, 4, 4, 2>;
+
+enum GemmTileId : int { kTileF128, kTileF64, kTileF64Warps, kTileD64, kTileCount };
+
+// What the planner assumes of each tile shape: its edges and K step, warps per block, blocks
+// resident per SM, and its throughput per SM relative to TileF128 once the SM has enough warps
+// (64 x 64 blocks load twice as much per multiply-add from L2; 4 x 4 per thread spends about
+// one issue slot in five on shared-memory reads and tile staging instead of multiply-adds).
+// Estimates from the kernels' structure, not measurements.
+struct TileModel {
+    int bm, bn, bk, warps, resident;
+    double efficiency;
+};
+constexpr TileModel kTileModels[kTileCount] = {
+    {128, 128, 8, 8, 2, 1.0},
+    {64, 64, 8, 2, 6, 0.9},
+    {64, 64, 16, 8, 3, 0.75},
+    {64, 64, 8, 8, 2, 1.0},
+};
 
 // FUSEDMLP_CUDA_FUSED_ROWS=8, 16 or 32 forces the fused kernel's tile rows for batches of more
 // than one tile (for tests: the choice otherwise depends on the GPU's SM count); else 0.
@@ -89,70 +114,150 @@ int forced_fused_rows() {
     return value == nullptr ? 0 : std::atoi(value);
 }
 
-// 128 x 128 tiles where they still fill the device twice over; 64 x 64 tiles otherwise
-// (and always for double, whose 8 x 8 register block would spill).
-template <class T>
-bool big_tiles(long long M, long long N, int sms, int tile) {
-    if (!std::is_same<T, float>::value) return false;
-    const long long count = ((M + 127) / 128) * ((N + 127) / 128);
-    return tile == 0 ? count >= 2LL * sms : tile == 128;
-}
-
-// Largest workspace of a split weight gradient (elements); beyond it the split is smaller.
-constexpr long long kMaxSplitWorkspace = 1LL << 26;
-// Fewest batch rows one K range of a split weight gradient sums.
-constexpr long long kMinSplitRows = 64;
-constexpr int kMaxSplits = 32;
-
-struct SplitPlan {
-    int splits = 1;
-    int chunk = 0;  // rows per K range (a multiple of 16), 0 when not split
+// Test hooks: FUSEDMLP_CUDA_TILE=128, 64 or 64w forces one tile shape of the float GEMMs;
+// FUSEDMLP_CUDA_SPLIT=s splits every product whose K allows it into (about) s ranges of K.
+struct GemmOverride {
+    int tile = -1;   // a GemmTileId, -1: chosen per product
+    int splits = 0;  // 0: chosen per product
 };
 
-// How a weight gradient of M x N outputs summed over K rows is split along K: into enough
-// ranges that its blocks fill the device about twice over, each of at least kMinSplitRows.
-template <class T>
-SplitPlan plan_split(long long M, long long N, long long K, int sms, int tile) {
-    SplitPlan plan;
-    const int edge = big_tiles<T>(M, N, sms, tile) ? 128 : 64;
-    const long long tiles = ((M + edge - 1) / edge) * ((N + edge - 1) / edge);
-    long long splits = std::min<long long>((2LL * sms + tiles - 1) / tiles, K / kMinSplitRows);
-    splits = std::min<long long>({splits, kMaxSplits, kMaxSplitWorkspace / std::max(M * N, 1LL)});
-    if (splits < 2) return plan;
-    const long long chunk = ((K + splits - 1) / splits + 15) / 16 * 16;
-    plan.chunk = static_cast<int>(chunk);
-    plan.splits = static_cast<int>((K + chunk - 1) / chunk);
-    if (plan.splits < 2) plan = SplitPlan{};
-    return plan;
+GemmOverride gemm_override() {
+    GemmOverride o;
+    if (const char* tile = std::getenv("FUSEDMLP_CUDA_TILE")) {
+        if (std::strcmp(tile, "128") == 0) o.tile = kTileF128;
+        if (std::strcmp(tile, "64") == 0) o.tile = kTileF64;
+        if (std::strcmp(tile, "64w") == 0) o.tile = kTileF64Warps;
+    }
+    if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
+    return o;
 }
 
-// g.split_out: the workspace of a split weight gradient (null: never split).
-template <int KIND, class T>
-void launch_gemm(GemmArgs<T> g, cudaStream_t stream, int sms, int tile) {
-    const bool big = big_tiles<T>(g.M, g.N, sms, tile);
-    SplitPlan plan;
-    if constexpr (KIND == kWeightGrad) {
-        if (g.split_out != nullptr) plan = plan_split<T>(g.M, g.N, g.K, sms, tile);
-    }
-    if (plan.splits < 2) g.split_out = nullptr;
-    g.k_chunk = plan.chunk;
-    const unsigned splits = static_cast<unsigned>(plan.splits);
-    bool launched = false;
-    if constexpr (std::is_same<T, float>::value) {
-        if (big) {
-            const dim3 grid((g.N + 127) / 128, (g.M + 127) / 128, splits);
-            gemm_kernel<T, 128, 128, 8, 8, 8, KIND><<<grid, 256, 0, stream>>>(g);
-            launched = true;
+// The planner's cost model, in cycles of the busiest SM (for ranking plans, not a prediction):
+// an SM runs at its full rate with kSaturatingWarps resident warps and proportionally slower
+// with fewer; a block's K step takes at least kStepLatency (it waits for the tile prefetched
+// during the previous step), which bounds blocks with little work per step and long K;
+// splitting K costs one more launch plus writing and reading the partial sums.
+constexpr double kSaturatingWarps = 8;       // two per scheduler: one multiplies while one waits
+constexpr double kStepLatency = 700;         // an L2 round trip, the shared-memory stores, the barrier
+constexpr double kSplitLaunchCycles = 4000;  // about 2 us: one more kernel node and its ramp-up
+constexpr double kSplitBytesPerCycle = 3000;  // device-wide L2 bandwidth, about 5.5 TB/s
+// K ranges: multiples of kSplitAlign (whole vectors and BK tiles), at least kMinSplitK long
+// (unless forced), at most kMaxSplits of them.
+constexpr long long kSplitAlign = 16;
+constexpr long long kMinSplitK = 64;
+constexpr long long kMaxSplits = 32;
+
+// Largest workspace of a split product (elements): four 128 x 128 tiles per SM.
+long long split_limit(int sms) { return 4LL * sms * 128 * 128; }
+
+long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
+
+struct GemmPlan {
+    int tile = kTileF128;
+    int splits = 1;
+    int chunk = 0;  // K rows per range when split, else 0
+};
+
+double plan_cycles(const TileModel& tile, long long M, long long N, long long chunk, long long splits, int sms,
+                   double fma_per_cycle, std::size_t element_bytes) {
+    const long long blocks = ceil_div(M, tile.bm) * ceil_div(N, tile.bn) * splits;
+    const long long per_sm = ceil_div(blocks, sms);
+    const double warps = static_cast<double>(std::min<long long>(per_sm, tile.resident) * tile.warps);
+    const double rate = fma_per_cycle * tile.efficiency * std::min(1.0, warps / kSaturatingWarps);
+    const double throughput = static_cast<double>(per_sm) * tile.bm * tile.bn * static_cast<double>(chunk) / rate;
+    const double latency =
+        static_cast<double>(ceil_div(per_sm, tile.resident) * ceil_div(chunk, tile.bk)) * kStepLatency;
+    double cycles = std::max(throughput, latency);
+    if (splits > 1)
+        cycles += kSplitLaunchCycles + 2.0 * static_cast<double>(splits * M * N * element_bytes) / kSplitBytesPerCycle;
+    return cycles;
+}
+
+// The tile shape and split along K of an M x N product summed over K: the cheapest plan by the
+// cost model. Depends on the shape and the SM count only, so every run plans alike.
+template <class T>
+GemmPlan plan_gemm(long long M, long long N, long long K, int sms, const GemmOverride& forced) {
+    constexpr bool is_float = std::is_same<T, float>::value;
+    const double fma_per_cycle = is_float ? 128 : 64;
+    GemmPlan best;
+    double best_cycles = 0;
+    bool found = false;
+    auto consider = [&](int tile, long long splits) {
+        const long long chunk = splits > 1 ? ceil_div(ceil_div(K, splits), kSplitAlign) * kSplitAlign : K;
+        const long long ranges = ceil_div(K, chunk);
+        if (splits > 1 && ranges < 2) return false;
+        const double cycles = plan_cycles(kTileModels[tile], M, N, chunk, ranges, sms, fma_per_cycle, sizeof(T));
+        if (!found || cycles < best_cycles) {
+            best = GemmPlan{tile, static_cast<int>(ranges), ranges > 1 ? static_cast<int>(chunk) : 0};
+            best_cycles = cycles;
+            found = true;
         }
+        return true;
+    };
+    const long long max_splits = std::max(1LL, std::min(kMaxSplits, split_limit(sms) / std::max(M * N, 1LL)));
+    const int first = is_float ? kTileF128 : kTileD64, last = is_float ? kTileF64Warps : kTileD64;
+    for (int tile = first; tile <= last; ++tile) {
+        if (is_float && forced.tile >= 0 && tile != forced.tile) continue;
+        if (forced.splits > 0) {
+            if (!consider(tile, std::min<long long>(forced.splits, max_splits))) consider(tile, 1);
+            continue;
+        }
+        for (long long splits = 1; splits <= max_splits; ++splits)
+            if (splits == 1 || ceil_div(K, splits) >= kMinSplitK) consider(tile, splits);
     }
-    if (!launched) {
-        const dim3 grid((g.N + 63) / 64, (g.M + 63) / 64, splits);
-        gemm_kernel<T, 64, 64, 16, 4, 4, KIND><<<grid, 256, 0, stream>>>(g);
+    return best;
+}
+
+// Workspace enough for any split plan_gemm makes for at most M x N outputs summed over at most
+// K (it never exceeds kMaxSplits ranges nor split_limit elements).
+long long split_workspace_bound(long long M, long long N, long long K, int sms) {
+    if (K <= kSplitAlign) return 0;
+    return std::min(split_limit(sms), kMaxSplits * M * N);
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+template <class Tile, int KIND>
+void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStream_t stream) {
+    const dim3 grid((g.N + Tile::BN - 1) / Tile::BN, (g.M + Tile::BM - 1) / Tile::BM, static_cast<unsigned>(splits));
+    gemm_kernel<Tile, KIND><<<grid, Tile::kThreads, 0, stream>>>(g);
+}
+
+// One product as planned: the GEMM, and the ordered sum of its K ranges when split into
+// workspace (workspace_size elements, reserved with split_workspace_bound).
+template <int KIND, class T>
+void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaStream_t stream, int sms,
+                 const GemmOverride& forced) {
+    const GemmPlan plan = plan_gemm<T>(g.M, g.N, g.K, sms, forced);
+    const long long count = static_cast<long long>(g.M) * g.N;
+    if (plan.splits > 1 && static_cast<std::size_t>(plan.splits * count) > workspace_size)
+        throw std::logic_error("fusedmlp: split GEMM workspace not reserved");
+    g.k_chunk = plan.chunk;
+    g.split_out = plan.splits > 1 ? workspace : nullptr;
+    constexpr int V = kVecWidth<T>;
+    const bool rows_whole = g.N % V == 0;  // every output row starts on a vector boundary
+    g.vec_a = g.lda % V == 0 && aligned16(g.a);
+    if constexpr (KIND == kInputGrad) {
+        g.vec_b = g.K % V == 0 && aligned16(g.b);
+        g.vec_c = rows_whole && aligned16(g.z_in) && aligned16(g.h_in) && aligned16(g.c_out);
+    } else {
+        g.vec_b = rows_whole && aligned16(g.b);
+        if constexpr (KIND == kForward)
+            g.vec_c = rows_whole && aligned16(g.bias) && aligned16(g.z_out) && aligned16(g.h_out);
+    }
+    if (g.split_out != nullptr) g.vec_c = rows_whole && aligned16(g.split_out);
+    if constexpr (std::is_same<T, float>::value) {
+        switch (plan.tile) {
+            case kTileF128: launch_tile<TileF128, KIND>(g, plan.splits, stream); break;
+            case kTileF64: launch_tile<TileF64, KIND>(g, plan.splits, stream); break;
+            default: launch_tile<TileF64Warps, KIND>(g, plan.splits, stream); break;
+        }
+    } else {
+        launch_tile<TileD64, KIND>(g, plan.splits, stream);
     }
     if (plan.splits > 1) {
-        const long long count = static_cast<long long>(g.M) * g.N;
         const int blocks = static_cast<int>((count + 255) / 256);
-        splitk_update_kernel<T><<<blocks, 256, 0, stream>>>(g, plan.splits);
+        splitk_finish_kernel<KIND, T><<<blocks, 256, 0, stream>>>(g, plan.splits);
     }
 }
 
@@ -203,8 +308,8 @@ struct CudaMlp<T>::Impl {
     std::vector<long long> w_off, b_off;
     long long param_count = 0, weight_count = 0;
     int sms = 1;
-    int tile = 0;  // forced GEMM tile size, 0: chosen per product
-    int fused_rows = 0;  // forced fused tile rows, 0: chosen per batch size
+    GemmOverride gemm_forced;  // test hooks of the GEMM planner
+    int fused_rows = 0;        // forced fused tile rows, 0: chosen per batch size
 
     cudaStream_t stream = nullptr;
     // Parameters and momentum, double-buffered (see sgd.cuh); between calls buffer 0 is current.
@@ -231,7 +336,7 @@ struct CudaMlp<T>::Impl {
     std::size_t ws_rows = 0;
     std::vector<DeviceArray<T>> z, h;
     DeviceArray<T> dz[2];
-    DeviceArray<T> split_ws;  // the K ranges of a split weight gradient
+    DeviceArray<T> split_ws;  // the K ranges of a split GEMM
     DeviceArray<double> row_loss;
     DeviceArray<T> partial;
     DeviceArray<double> partial_loss;
@@ -261,7 +366,7 @@ struct CudaMlp<T>::Impl {
             param_count += static_cast<long long>(sizes[i + 1]);
         }
         sms = sm_count();
-        tile = forced_tile();
+        gemm_forced = gemm_override();
         fused_rows = forced_fused_rows();
         check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
         for (int p = 0; p < 2; ++p) {
@@ -362,10 +467,12 @@ struct CudaMlp<T>::Impl {
         dz[0].grow(rows * widest);
         dz[1].grow(rows * widest);
         long long split_need = 0;
+        const long long r = static_cast<long long>(rows);
         for (int l = 0; l < layers; ++l) {
-            const long long M = static_cast<long long>(sizes[l]) + 1, N = static_cast<long long>(sizes[l + 1]);
-            const SplitPlan plan = plan_split<T>(M, N, static_cast<long long>(rows), sms, tile);
-            if (plan.splits > 1) split_need = std::max(split_need, plan.splits * M * N);
+            const long long fan_in = static_cast<long long>(sizes[l]), fan_out = static_cast<long long>(sizes[l + 1]);
+            split_need = std::max(split_need, split_workspace_bound(r, fan_out, fan_in, sms));  // forward
+            if (l > 0) split_need = std::max(split_need, split_workspace_bound(r, fan_in, fan_out, sms));  // input grad
+            split_need = std::max(split_need, split_workspace_bound(fan_in + 1, fan_out, r, sms));  // weight grad
         }
         if (split_need > 0) split_ws.grow(static_cast<std::size_t>(split_need));
         row_loss.grow(rows);
@@ -391,7 +498,7 @@ struct CudaMlp<T>::Impl {
             g.z_out = z[l].get();
             g.h_out = l + 1 < layers ? h[l].get() : nullptr;
             g.control = c;
-            launch_gemm<kForward>(g, stream, sms, tile);
+            launch_gemm<kForward>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
         }
     }
 
@@ -429,7 +536,7 @@ struct CudaMlp<T>::Impl {
                 g.h_in = h[l - 1].get();
                 g.c_out = dz[cur ^ 1].get();
                 g.control = c;
-                launch_gemm<kInputGrad>(g, stream, sms, tile);
+                launch_gemm<kInputGrad>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
             }
             GemmArgs<T> g;
             g.M = static_cast<int>(sizes[l]) + 1;
@@ -442,9 +549,8 @@ struct CudaMlp<T>::Impl {
             g.update = update;
             g.w_offset = w_off[l];
             g.b_offset = b_off[l];
-            g.split_out = split_ws.get();
             g.control = c;
-            launch_gemm<kWeightGrad>(g, stream, sms, tile);
+            launch_gemm<kWeightGrad>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
             cur ^= 1;
         }
     }
@@ -815,7 +921,7 @@ EpochResult CudaMlp<T>::train_epoch(const std::int64_t* order, std::size_t order
 
     const std::size_t nodes_per_step = m.one_launch_epoch(use_fused, rows_max, config.momentum) ? 0
                                        : use_fused                                  ? 2
-                                                                                    : 4 * static_cast<std::size_t>(m.layers) + 2;
+                                                                                    : 6 * static_cast<std::size_t>(m.layers) + 2;
     const std::vector<double> key = {double(use_fused), double(order_length), double(batch_size), double(steps),
                                      config.momentum, double(config.nesterov), config.weight_decay};
     bool launched = false;

@@ -436,7 +436,7 @@ __device__ void fused_tile_step(const FusedArgs<T>& f) {
 }
 
 template <class T>
-__global__ void __launch_bounds__(kFusedThreads) fused_mlp_kernel(const FusedArgs<T> f) {
+__global__ void __launch_bounds__(kFusedThreads, 1) fused_mlp_kernel(const FusedArgs<T> f) {
     fused_tile_step(f);
 }
 
@@ -452,7 +452,7 @@ struct FusedEpoch {
 };
 
 template <class T>
-__global__ void __launch_bounds__(kFusedThreads) fused_epoch_kernel(const FusedArgs<T> base, const FusedEpoch<T> e) {
+__global__ void __launch_bounds__(kFusedThreads, 1) fused_epoch_kernel(const FusedArgs<T> base, const FusedEpoch<T> e) {
     extern __shared__ __align__(16) unsigned char fused_smem[];
     T* sm = reinterpret_cast<T*>(fused_smem);
     __shared__ double row_loss[kFusedMaxRows];

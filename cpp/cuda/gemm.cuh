@@ -5,16 +5,22 @@
 //                                                      extra row of ones; the update is applied
 //                                                      as each tile of the gradient completes)
 // Every output element is summed by one thread in a fixed order: results are bit-identical
-// from run to run. A weight gradient with few output tiles and many batch rows (K) is split
-// along K: block z sums its own range of K into a workspace, and splitk_update_kernel adds the
-// ranges in order and applies the update (deterministic, no atomics). Tiles are staged through double-buffered shared memory; each thread keeps a
-// TM x TN block of the output in registers, its rows and columns strided across the tile so that
-// shared-memory reads are broadcasts or conflict-free.
+// from run to run. A product with too few output tiles to fill the device is split along K:
+// block z sums its own range of K into a workspace, and splitk_finish_kernel adds the ranges in
+// order and applies the epilogue (deterministic, no atomics). The launcher (cuda_mlp.cu) picks
+// the tile shape and the split per product.
+//
+// Data movement: global memory is read in 16-byte vectors (float4 / double2) wherever the
+// operand's leading dimension and base allow, element by element otherwise (any shape works);
+// the gathered rows of the training set are resolved once per block, not per element. Tiles
+// are staged through registers into double-buffered shared memory (the next tile's loads are
+// in flight while the current one is multiplied). Each thread keeps a TM x TN block of the
+// output in registers: runs of V adjacent rows / columns (V = one 16-byte vector), the runs
+// strided across the tile, so that its shared-memory reads are 16-byte broadcasts or
+// conflict-free, and its output columns can be stored as vectors.
 #pragma once
 
 #include <cuda_runtime.h>
-
-#include <type_traits>
 
 #include "activation.cuh"
 #include "sgd.cuh"
@@ -22,6 +28,25 @@
 namespace fusedmlp::cuda {
 
 enum GemmKind : int { kForward, kInputGrad, kWeightGrad };
+
+// Elements of T in one 16-byte vector: the unit of the tiles' loads and stores.
+template <class T>
+constexpr int kVecWidth = 16 / static_cast<int>(sizeof(T));
+
+template <class T>
+struct alignas(16) Vec16 {
+    T v[kVecWidth<T>];
+};
+
+template <class T>
+__device__ __forceinline__ Vec16<T> load_vec(const T* p) {
+    return *reinterpret_cast<const Vec16<T>*>(p);
+}
+
+template <class T>
+__device__ __forceinline__ void store_vec(T* p, const Vec16<T>& x) {
+    *reinterpret_cast<Vec16<T>*>(p) = x;
+}
 
 template <class T>
 struct GemmArgs {
@@ -46,97 +71,202 @@ struct GemmArgs {
     // kWeightGrad: row m < M - 1 goes to w_offset + m N + n, the last row to b_offset + n.
     SgdUpdate<T> update;
     long long w_offset = 0, b_offset = 0;
-    // Split along K (kWeightGrad only): block z sums K range [z k_chunk, (z + 1) k_chunk) into
-    // split_out[z M N + m N + n] instead of applying it. k_chunk 0: no split.
+    // Split along K: block z sums K range [z k_chunk, (z + 1) k_chunk) into
+    // split_out[z M N + m N + n] instead of applying the epilogue. k_chunk 0: no split.
     int k_chunk = 0;
     T* split_out = nullptr;
+    // Whether 16-byte vectors may be used: for A and B, along their contiguous dimension; for
+    // C, for the epilogue's rows (split_out when split, else the kind's outputs and inputs).
+    // The launcher sets them from the leading dimensions and the pointers' alignment.
+    bool vec_a = false, vec_b = false, vec_c = false;
     StepControl control;
 };
 
-template <class T, int BM, int BN, int BK, int TM, int TN, int KIND>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN)) gemm_kernel(const GemmArgs<T> g) {
-    constexpr int kThreads = (BM / TM) * (BN / TN);
-    constexpr int kALoads = BM * BK / kThreads;
-    constexpr int kBLoads = BK * BN / kThreads;
-    constexpr int kPad = 4;
-    static_assert(BM * BK % kThreads == 0 && BK * BN % kThreads == 0, "tile loads must divide evenly");
+// A block tile of BM x BN outputs, K staged BK at a time, TM x TN outputs per thread; at least
+// kMinBlocks blocks resident per SM (bounds the registers per thread).
+template <class T, int BM_, int BN_, int BK_, int TM_, int TN_, int kMinBlocks_>
+struct GemmTile {
+    using Scalar = T;
+    static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_, kMinBlocks = kMinBlocks_;
+    static constexpr int kThreads = (BM / TM) * (BN / TN);
+};
+
+// The epilogue of one output element of the summed product (shared by the unsplit kernel's
+// scalar path and splitk_finish_kernel, so both compute exactly the same formula).
+template <int KIND, class T>
+__device__ __forceinline__ void finish_element(const GemmArgs<T>& g, int m, int n, long long index, T sum) {
+    if constexpr (KIND == kForward) {
+        const T z = sum + g.bias[n];
+        g.z_out[index] = z;
+        if (g.h_out != nullptr) g.h_out[index] = dev_activate(g.act, z);
+    } else if constexpr (KIND == kInputGrad) {
+        g.c_out[index] = sum * dev_activation_derivative(g.act, g.z_in[index], g.h_in[index]);
+    } else {
+        if (m < g.M - 1) {
+            apply_gradient(g.update, g.control, g.w_offset + index, sum, true);
+        } else {
+            apply_gradient(g.update, g.control, g.b_offset + n, sum, false);
+        }
+    }
+}
+
+template <class Tile, int KIND>
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
+    gemm_kernel(const GemmArgs<typename Tile::Scalar> g) {
+    using T = typename Tile::Scalar;
+    constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, TM = Tile::TM, TN = Tile::TN;
+    constexpr int V = kVecWidth<T>;
+    constexpr int kThreads = Tile::kThreads;
+    constexpr int kAVecs = BM * BK / V / kThreads;  // vectors of A (and B) each thread stages per tile
+    constexpr int kBVecs = BN * BK / V / kThreads;
+    static_assert(kAVecs >= 1 && kAVecs * V * kThreads == BM * BK, "A tile loads must divide evenly");
+    static_assert(kBVecs >= 1 && kBVecs * V * kThreads == BN * BK, "B tile loads must divide evenly");
+    static_assert(TM % V == 0 && TN % V == 0 && BK % V == 0, "thread tiles are runs of whole vectors");
+    // Operands stored along K in global memory (rows of H or dZ, rows of W for the input
+    // gradient) are transposed into shared memory; the others are copied as they are.
+    constexpr bool kAAlongK = KIND != kWeightGrad;
+    constexpr bool kBAlongK = KIND == kInputGrad;
     if (step_skipped(g.control)) return;
 
-    // float: each thread's rows (and columns) are runs of 4 adjacent ones, read from shared
-    // memory as one float4 (a quarter of the load instructions per multiply-add); double: its
-    // rows and columns are strided across the tile.
-    constexpr bool kVec = std::is_same<T, float>::value && TM % 4 == 0 && TN % 4 == 0;
-    __shared__ __align__(16) T As[2][BK][BM + kPad];
-    __shared__ __align__(16) T Bs[2][BK][BN + kPad];
+    // Rows padded by one vector: still 16-byte aligned, and the transposing stores of a warp
+    // fall in distinct banks.
+    __shared__ __align__(16) T As[2][BK][BM + V];
+    __shared__ __align__(16) T Bs[2][BK][BN + V];
     const int t = threadIdx.x;
-    const int tx = t % (BN / TN), ty = t / (BN / TN);
+    // The thread's column and row in the block's grid of thread tiles. A warp covers 8 x 4 of
+    // them where the grid is wide enough, so that each of its shared-memory reads touches 8 (B)
+    // or 4 (A) distinct vectors: one 128-byte wavefront.
+    constexpr int kThreadCols = BN / TN;
+    int tx, ty;
+    if constexpr (kThreadCols % 8 == 0 && kThreads % 32 == 0) {
+        const int lane = t % 32, warp = t / 32;
+        tx = warp % (kThreadCols / 8) * 8 + lane % 8;
+        ty = warp / (kThreadCols / 8) * 4 + lane / 8;
+    } else {
+        tx = t % kThreadCols;
+        ty = t / kThreadCols;
+    }
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     const int M = g.M, N = g.N;
     const int k_begin = g.k_chunk > 0 ? static_cast<int>(blockIdx.z) * g.k_chunk : 0;
-    const int K = g.k_chunk > 0 ? min(g.K, k_begin + g.k_chunk) : g.K;  // this block's end of K
-    // The tile row of the thread's i-th row and the tile column of its j-th column.
-    auto row_of = [&](int i) { return kVec ? ty * 4 + i % 4 + (i / 4) * (BM / (TM / 4)) : ty + i * (BM / TM); };
-    auto col_of = [&](int j) { return kVec ? tx * 4 + j % 4 + (j / 4) * (BN / (TN / 4)) : tx + j * (BN / TN); };
+    const int k_end = g.k_chunk > 0 ? min(g.K, k_begin + g.k_chunk) : g.K;  // this block's end of K
 
-    T a_reg[kALoads], b_reg[kBLoads];
+    // Along-K operands: thread t stages vectors t kVecs .. t kVecs + kVecs - 1 of the tile, the
+    // same tile rows and K offsets for every tile, so their rows' starts are resolved once here
+    // (null: outside the matrix, read as zeros). Consecutive vectors share a row where a row
+    // holds several: one gathered row, whole 32-byte sectors per thread, and each transposing
+    // store of a warp lands on consecutive rows.
+    constexpr int kRowVecs = BK / V;  // vectors per row of an along-K tile
+    static_assert(kAVecs % kRowVecs == 0 || kRowVecs % kAVecs == 0, "a thread's A vectors span whole rows");
+    static_assert(kBVecs % kRowVecs == 0 || kRowVecs % kBVecs == 0, "a thread's B vectors span whole rows");
+    constexpr int kARows = kAVecs > kRowVecs ? kAVecs / kRowVecs : 1;  // vector i is in row i / kRowVecs
+    constexpr int kBRows = kBVecs > kRowVecs ? kBVecs / kRowVecs : 1;
+    const T* a_row[kARows];
+    const T* b_row[kBRows];
+    if constexpr (kAAlongK) {
+#pragma unroll
+        for (int i = 0; i < kARows; ++i) {
+            const int m = m0 + t * kAVecs / kRowVecs + i;
+            const long long row = m < M ? (g.rows != nullptr ? g.rows[m] : m) : 0;
+            a_row[i] = m < M ? g.a + row * g.lda : nullptr;
+        }
+    }
+    if constexpr (kBAlongK) {
+#pragma unroll
+        for (int i = 0; i < kBRows; ++i) {
+            const int n = n0 + t * kBVecs / kRowVecs + i;
+            b_row[i] = n < N ? g.b + static_cast<long long>(n) * g.K : nullptr;
+        }
+    }
+    // V elements of a row that runs along K, from column k; zeros past the block's K range.
+    auto load_along_k = [&](const T* row, int k, bool vec) {
+        Vec16<T> x;
+        if (row != nullptr && vec && k + V <= k_end) {
+            x = load_vec(row + k);
+        } else {
+#pragma unroll
+            for (int j = 0; j < V; ++j) x.v[j] = row != nullptr && k + j < k_end ? row[k + j] : T(0);
+        }
+        return x;
+    };
+
+    Vec16<T> a_stage[kAVecs], b_stage[kBVecs];
     auto load = [&](int k0) {
 #pragma unroll
-        for (int i = 0; i < kALoads; ++i) {
-            const int e = t + i * kThreads;
-            T v = T(0);
-            if constexpr (KIND == kWeightGrad) {
-                const int m = m0 + e % BM, k = k0 + e / BM;
-                if (k < K) {
-                    if (m < M - 1) {
-                        const long long row = g.rows != nullptr ? g.rows[k] : k;
-                        v = g.a[row * g.lda + m];
-                    } else if (m == M - 1) {
-                        v = T(1);
+        for (int i = 0; i < kAVecs; ++i) {
+            if constexpr (kAAlongK) {
+                a_stage[i] = load_along_k(a_row[i / kRowVecs], k0 + ((t * kAVecs + i) % kRowVecs) * V, g.vec_a);
+            } else {
+                // [H 1]^T: K row k is sample row(k); features m.. of it, then the row of ones.
+                const int e = t + i * kThreads;
+                const int k = k0 + e / (BM / V), m = m0 + (e % (BM / V)) * V;
+                Vec16<T> x;
+#pragma unroll
+                for (int j = 0; j < V; ++j) x.v[j] = T(0);
+                if (k < k_end) {
+                    const long long row = g.rows != nullptr ? g.rows[k] : k;
+                    const T* p = g.a + row * g.lda + m;
+                    if (g.vec_a && m + V <= M - 1) {
+                        x = load_vec(p);
+                    } else {
+#pragma unroll
+                        for (int j = 0; j < V; ++j) x.v[j] = m + j < M - 1 ? p[j] : (m + j == M - 1 ? T(1) : T(0));
                     }
                 }
-            } else {
-                const int m = m0 + e / BK, k = k0 + e % BK;
-                if (m < M && k < K) {
-                    const long long row = g.rows != nullptr ? g.rows[m] : m;
-                    v = g.a[row * g.lda + k];
-                }
+                a_stage[i] = x;
             }
-            a_reg[i] = v;
         }
 #pragma unroll
-        for (int i = 0; i < kBLoads; ++i) {
-            const int e = t + i * kThreads;
-            T v = T(0);
-            if constexpr (KIND == kInputGrad) {
-                const int n = n0 + e / BK, k = k0 + e % BK;
-                if (n < N && k < K) v = g.b[static_cast<long long>(n) * g.K + k];
+        for (int i = 0; i < kBVecs; ++i) {
+            if constexpr (kBAlongK) {
+                b_stage[i] = load_along_k(b_row[i / kRowVecs], k0 + ((t * kBVecs + i) % kRowVecs) * V, g.vec_b);
             } else {
-                const int n = n0 + e % BN, k = k0 + e / BN;
-                if (n < N && k < K) v = g.b[static_cast<long long>(k) * N + n];
+                const int e = t + i * kThreads;
+                const int k = k0 + e / (BN / V), n = n0 + (e % (BN / V)) * V;
+                Vec16<T> x;
+#pragma unroll
+                for (int j = 0; j < V; ++j) x.v[j] = T(0);
+                if (k < k_end) {
+                    const T* p = g.b + static_cast<long long>(k) * N + n;
+                    if (g.vec_b && n + V <= N) {
+                        x = load_vec(p);
+                    } else {
+#pragma unroll
+                        for (int j = 0; j < V; ++j) x.v[j] = n + j < N ? p[j] : T(0);
+                    }
+                }
+                b_stage[i] = x;
             }
-            b_reg[i] = v;
         }
     };
     auto store = [&](int buf) {
 #pragma unroll
-        for (int i = 0; i < kALoads; ++i) {
-            const int e = t + i * kThreads;
-            if constexpr (KIND == kWeightGrad) {
-                As[buf][e / BM][e % BM] = a_reg[i];
+        for (int i = 0; i < kAVecs; ++i) {
+            if constexpr (kAAlongK) {
+                const int r = (t * kAVecs + i) / kRowVecs, k = ((t * kAVecs + i) % kRowVecs) * V;
+#pragma unroll
+                for (int j = 0; j < V; ++j) As[buf][k + j][r] = a_stage[i].v[j];
             } else {
-                As[buf][e % BK][e / BK] = a_reg[i];
+                const int e = t + i * kThreads;
+                store_vec(&As[buf][e / (BM / V)][(e % (BM / V)) * V], a_stage[i]);
             }
         }
 #pragma unroll
-        for (int i = 0; i < kBLoads; ++i) {
-            const int e = t + i * kThreads;
-            if constexpr (KIND == kInputGrad) {
-                Bs[buf][e % BK][e / BK] = b_reg[i];
+        for (int i = 0; i < kBVecs; ++i) {
+            if constexpr (kBAlongK) {
+                const int r = (t * kBVecs + i) / kRowVecs, k = ((t * kBVecs + i) % kRowVecs) * V;
+#pragma unroll
+                for (int j = 0; j < V; ++j) Bs[buf][k + j][r] = b_stage[i].v[j];
             } else {
-                Bs[buf][e / BN][e % BN] = b_reg[i];
+                const int e = t + i * kThreads;
+                store_vec(&Bs[buf][e / (BN / V)][(e % (BN / V)) * V], b_stage[i]);
             }
         }
     };
+
+    // The tile row of the thread's i-th row and the tile column of its j-th column.
+    auto row_of = [&](int i) { return ty * V + i % V + (i / V) * (BM / TM) * V; };
+    auto col_of = [&](int j) { return tx * V + j % V + (j / V) * (BN / TN) * V; };
 
     T acc[TM][TN];
 #pragma unroll
@@ -144,7 +274,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) gemm_kernel(const GemmA
 #pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
 
-    const int tiles = (K - k_begin + BK - 1) / BK;
+    const int tiles = (k_end - k_begin + BK - 1) / BK;
     load(k_begin);
     store(0);
     __syncthreads();
@@ -155,28 +285,17 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) gemm_kernel(const GemmA
 #pragma unroll
         for (int kk = 0; kk < BK; ++kk) {
             T a_frag[TM], b_frag[TN];
-            if constexpr (kVec) {
 #pragma unroll
-                for (int i = 0; i < TM; i += 4) {
-                    const float4 v = *reinterpret_cast<const float4*>(&As[cur][kk][row_of(i)]);
-                    a_frag[i] = v.x;
-                    a_frag[i + 1] = v.y;
-                    a_frag[i + 2] = v.z;
-                    a_frag[i + 3] = v.w;
-                }
+            for (int i = 0; i < TM; i += V) {
+                const Vec16<T> x = load_vec(&As[cur][kk][row_of(i)]);
 #pragma unroll
-                for (int j = 0; j < TN; j += 4) {
-                    const float4 v = *reinterpret_cast<const float4*>(&Bs[cur][kk][col_of(j)]);
-                    b_frag[j] = v.x;
-                    b_frag[j + 1] = v.y;
-                    b_frag[j + 2] = v.z;
-                    b_frag[j + 3] = v.w;
-                }
-            } else {
+                for (int j = 0; j < V; ++j) a_frag[i + j] = x.v[j];
+            }
 #pragma unroll
-                for (int i = 0; i < TM; ++i) a_frag[i] = As[cur][kk][row_of(i)];
+            for (int j = 0; j < TN; j += V) {
+                const Vec16<T> x = load_vec(&Bs[cur][kk][col_of(j)]);
 #pragma unroll
-                for (int j = 0; j < TN; ++j) b_frag[j] = Bs[cur][kk][col_of(j)];
+                for (int q = 0; q < V; ++q) b_frag[j + q] = x.v[q];
             }
 #pragma unroll
             for (int i = 0; i < TM; ++i)
@@ -187,51 +306,76 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) gemm_kernel(const GemmA
         __syncthreads();
     }
 
+    // Epilogue, a run of V adjacent columns at a time: as vectors where the run lies inside
+    // the matrix and vec_c allows, else element by element (the same formulas either way).
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int m = m0 + row_of(i);
         if (m >= M) continue;
 #pragma unroll
-        for (int j = 0; j < TN; ++j) {
-            const int n = n0 + col_of(j);
+        for (int jr = 0; jr < TN; jr += V) {
+            const int n = n0 + col_of(jr);
             if (n >= N) continue;
             const long long index = static_cast<long long>(m) * N + n;
-            if constexpr (KIND == kForward) {
-                const T z = acc[i][j] + g.bias[n];
-                g.z_out[index] = z;
-                if (g.h_out != nullptr) g.h_out[index] = dev_activate(g.act, z);
-            } else if constexpr (KIND == kInputGrad) {
-                g.c_out[index] = acc[i][j] * dev_activation_derivative(g.act, g.z_in[index], g.h_in[index]);
-            } else {
-                if (g.split_out != nullptr) {
-                    g.split_out[static_cast<long long>(blockIdx.z) * M * N + index] = acc[i][j];
-                } else if (m < M - 1) {
-                    apply_gradient(g.update, g.control, g.w_offset + index, acc[i][j], true);
+            const bool whole = g.vec_c && n + V <= N;
+            Vec16<T> sum;
+#pragma unroll
+            for (int j = 0; j < V; ++j) sum.v[j] = acc[i][jr + j];
+            if (g.split_out != nullptr) {
+                T* out = g.split_out + static_cast<long long>(blockIdx.z) * M * N + index;
+                if (whole) {
+                    store_vec(out, sum);
                 } else {
-                    apply_gradient(g.update, g.control, g.b_offset + n, acc[i][j], false);
+#pragma unroll
+                    for (int j = 0; j < V; ++j)
+                        if (n + j < N) out[j] = sum.v[j];
+                }
+                continue;
+            }
+            if constexpr (KIND == kForward) {
+                if (whole) {
+                    const Vec16<T> bias = load_vec(g.bias + n);
+                    Vec16<T> z, h;
+#pragma unroll
+                    for (int j = 0; j < V; ++j) z.v[j] = sum.v[j] + bias.v[j];
+                    store_vec(g.z_out + index, z);
+                    if (g.h_out != nullptr) {
+#pragma unroll
+                        for (int j = 0; j < V; ++j) h.v[j] = dev_activate(g.act, z.v[j]);
+                        store_vec(g.h_out + index, h);
+                    }
+                    continue;
+                }
+            } else if constexpr (KIND == kInputGrad) {
+                if (whole) {
+                    const Vec16<T> z = load_vec(g.z_in + index), h = load_vec(g.h_in + index);
+                    Vec16<T> c;
+#pragma unroll
+                    for (int j = 0; j < V; ++j) c.v[j] = sum.v[j] * dev_activation_derivative(g.act, z.v[j], h.v[j]);
+                    store_vec(g.c_out + index, c);
+                    continue;
                 }
             }
+#pragma unroll
+            for (int j = 0; j < V; ++j)
+                if (n + j < N) finish_element<KIND>(g, m, n + j, index + j, sum.v[j]);
         }
     }
 }
 
-// Adds the `splits` K ranges of a split weight gradient (M x N, as gemm_kernel's split_out) in
-// order and applies each element's update, as the unsplit kernel's epilogue does.
-template <class T>
-__global__ void __launch_bounds__(256) splitk_update_kernel(const GemmArgs<T> g, int splits) {
+// Adds the `splits` K ranges of a split product (M x N, as gemm_kernel's split_out) in order
+// and applies each element's epilogue, as the unsplit kernel does.
+template <int KIND, class T>
+__global__ void __launch_bounds__(256) splitk_finish_kernel(const GemmArgs<T> g, int splits) {
     if (step_skipped(g.control)) return;
     const long long count = static_cast<long long>(g.M) * g.N;
     const long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (index >= count) return;
-    T sum = 0;
+    T sum = g.split_out[index];
 #pragma unroll 4
-    for (int z = 0; z < splits; ++z) sum += g.split_out[z * count + index];
+    for (int z = 1; z < splits; ++z) sum += g.split_out[z * count + index];
     const int m = static_cast<int>(index / g.N), n = static_cast<int>(index % g.N);
-    if (m < g.M - 1) {
-        apply_gradient(g.update, g.control, g.w_offset + index, sum, true);
-    } else {
-        apply_gradient(g.update, g.control, g.b_offset + n, sum, false);
-    }
+    finish_element<KIND>(g, m, n, index, sum);
 }
 
 }  // namespace fusedmlp::cuda
