@@ -247,7 +247,7 @@ def run(opts):
         X, y = make_data(sizes, samples)
         row = {"name": name, "sizes": sizes, "batch": batch, "samples": samples, "samples_per_s": {}, "errors": {},
                "info": {}}
-        for method in METHODS:
+        for method in opts.methods:
             try:
                 rate, info = RUNNERS[method](sizes, batch, X, y, opts)
                 row["samples_per_s"][method] = rate
@@ -295,10 +295,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="no GPU: small sizes, torch and JAX on the CPU")
     parser.add_argument("--only", help="comma-separated config names (default: all)")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated methods (default: all of {','.join(METHODS)})")
     parser.add_argument("--min-seconds", type=float, default=0.5, help="timed time per method and config")
     parser.add_argument("--max-epochs", type=int, default=20, help="timed epochs at most")
     parser.add_argument("--out", help="JSON path (default: $OUT/gpu_bench.json or ./gpu_bench.json)")
     opts = parser.parse_args(argv)
+    opts.methods = opts.methods.split(",")
+    unknown = sorted(set(opts.methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; known: {METHODS}")
     opts.device = "cpu" if opts.dry_run else "cuda"
     if opts.dry_run:
         opts.min_seconds, opts.max_epochs = 0.0, 1

@@ -55,6 +55,24 @@ main() {
   XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 240 "$PY" bench/gpu_bench.py --out "$OUT/gpu_bench.json" \
     ${GPU_BENCH_ARGS:-} || status=1
 
+  # fusedmlp alone under the CUDA backend's tuning hooks (README, build notes), to compare with
+  # the defaults above in the same session: the tile shapes and K splits of the tiled GEMMs,
+  # and the fused kernel's rows per block. GPU_CHECK_AB=0 skips it.
+  if [ "${GPU_CHECK_AB:-1}" = 1 ]; then
+    step "tuning hooks, fusedmlp only"
+    local variant
+    for variant in FUSEDMLP_CUDA_SPLIT=1 FUSEDMLP_CUDA_TILE=128 FUSEDMLP_CUDA_TILE=64 FUSEDMLP_CUDA_TILE=64w; do
+      echo "-- $variant"
+      env "$variant" timeout 60 "$PY" bench/gpu_bench.py --methods fusedmlp --only mnist,wide,huge \
+        --out "$OUT/gpu_bench_$(echo "${variant#FUSEDMLP_CUDA_}" | tr "=A-Z" "_a-z").json" ${GPU_BENCH_ARGS:-} | grep -v '^wrote' || status=1
+    done
+    for variant in FUSEDMLP_CUDA_FUSED_ROWS=8 FUSEDMLP_CUDA_FUSED_ROWS=16 FUSEDMLP_CUDA_FUSED_ROWS=32; do
+      echo "-- $variant"
+      env "$variant" timeout 40 "$PY" bench/gpu_bench.py --methods fusedmlp --only small,narrow \
+        --out "$OUT/gpu_bench_$(echo "${variant#FUSEDMLP_CUDA_}" | tr "=A-Z" "_a-z").json" ${GPU_BENCH_ARGS:-} | grep -v '^wrote' || status=1
+    done
+  fi
+
   # Opt-in (GPU_CHECK_PIP=1): it rebuilds everything and GPU time is scarce.
   if [ "${GPU_CHECK_PIP:-0}" = 1 ] && [ $((SECONDS - START)) -lt 330 ]; then
     step "pip install (FUSEDMLP_CUDA=ON) into a scratch prefix"
