@@ -16,20 +16,11 @@
 
 #include <cuda_runtime.h>
 
-#include <cstdint>
 #include <type_traits>
 
-namespace fusedmlp::cuda {
+#include "vector_memory.cuh"
 
-template <class T>
-__device__ __forceinline__ void check_aligned16(const T* p) {
-#ifdef FUSEDMLP_CUDA_EMULATED
-    // A GPU faults on a misaligned 128-bit access; the emulator's host CPU would not notice.
-    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) std::abort();
-#else
-    (void)p;
-#endif
-}
+namespace fusedmlp::cuda {
 
 // Four consecutive elements at p (16-byte aligned) as one or two 128-bit accesses.
 template <class T>

@@ -24,6 +24,7 @@
 
 #include "activation.cuh"
 #include "sgd.cuh"
+#include "vector_memory.cuh"
 
 namespace fusedmlp::cuda {
 
@@ -40,11 +41,13 @@ struct alignas(16) Vec16 {
 
 template <class T>
 __device__ __forceinline__ Vec16<T> load_vec(const T* p) {
+    check_aligned16(p);
     return *reinterpret_cast<const Vec16<T>*>(p);
 }
 
 template <class T>
 __device__ __forceinline__ void store_vec(T* p, const Vec16<T>& x) {
+    check_aligned16(p);
     *reinterpret_cast<Vec16<T>*>(p) = x;
 }
 

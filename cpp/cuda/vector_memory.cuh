@@ -1,0 +1,20 @@
+// The one check every 16-byte (vector) access of the CUDA kernels goes through: a GPU faults on
+// a misaligned 128-bit access, while the emulator's host CPU would not notice, so under the
+// emulator (cpp/cuda/emulation) the check aborts instead.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+
+namespace fusedmlp::cuda {
+
+template <class T>
+__device__ __forceinline__ void check_aligned16(const T* p) {
+#ifdef FUSEDMLP_CUDA_EMULATED
+    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) std::abort();
+#else
+    (void)p;
+#endif
+}
+
+}  // namespace fusedmlp::cuda
