@@ -101,6 +101,17 @@ def assert_trajectory(net, weights, biases, losses, step_losses, dtype):
     assert_matches_reference(np.concatenate(step_losses), np.concatenate(losses), dtype, tolerance)
 
 
+def assert_loss_and_grad_match_reference(net, weights, biases, activation, loss, X, y, dtype, rel):
+    """net.loss_and_grad against the reference's: the loss within rel, every gradient within the
+    per-op tolerance of its dtype."""
+    value, dW, db = net.loss_and_grad(X, y)
+    want_value, want_dW, want_db = reference.network_loss_and_grad(weights, biases, activation, loss, X, y)
+    assert value == pytest.approx(want_value, rel=rel)
+    for got, want in zip(dW + db, want_dW + want_db):
+        assert got.dtype == dtype
+        assert_matches_reference(got, want, dtype)
+
+
 NARROW = [5, 17, 9, 3]  # every width <= 128: both paths
 PATHS = ["fused", "tiled"]
 
@@ -115,12 +126,8 @@ PATHS = ["fused", "tiled"]
 def test_loss_and_grad_matches_reference(activation, loss, path, dtype):
     net, weights, biases = make_net(NARROW, activation, loss, dtype, path)
     X, y = make_data(NARROW, loss, 37, dtype)  # one full fused tile of 32 rows and a partial one
-    value, dW, db = net.loss_and_grad(X, y)
-    want_value, want_dW, want_db = reference.network_loss_and_grad(weights, biases, activation, loss, X, y)
-    assert value == pytest.approx(want_value, rel=10 * {np.float32: 1e-6, np.float64: 1e-14}[dtype])
-    for got, want in zip(dW + db, want_dW + want_db):
-        assert got.dtype == dtype
-        assert_matches_reference(got, want, dtype)
+    assert_loss_and_grad_match_reference(net, weights, biases, activation, loss, X, y, dtype,
+                                         10 * {np.float32: 1e-6, np.float64: 1e-14}[dtype])
     # and nothing changed
     for got, want in zip(net.get_parameters()[0], weights):
         np.testing.assert_array_equal(got, want)
@@ -233,11 +240,8 @@ def test_awkward_sizes_match_reference(sizes, batch_size, path, dtype):
     net, weights, biases = make_net(sizes, "leaky_relu", loss, dtype, path)
     n = 67
     X, y = make_data(sizes, loss, n, dtype)
-    value, dW, _ = net.loss_and_grad(X, y)
-    want_value, want_dW, _ = reference.network_loss_and_grad(weights, biases, "leaky_relu", loss, X, y)
-    assert value == pytest.approx(want_value, rel=1e-12 if dtype == np.float64 else 1e-5)
-    for got, want in zip(dW, want_dW):
-        assert_matches_reference(got, want, dtype)
+    assert_loss_and_grad_match_reference(net, weights, biases, "leaky_relu", loss, X, y, dtype,
+                                         1e-12 if dtype == np.float64 else 1e-5)
     orders, lrs = epoch_plan(n, batch_size, False, 2, 0.01)
     want_w, want_b, want_losses = reference_epochs(weights, biases, "leaky_relu", loss, X, y, orders, lrs,
                                                    batch_size, False, 0.9)
@@ -254,11 +258,8 @@ def test_wide_network_on_both_gemm_tiles(tile, monkeypatch):
     net, weights, biases = make_net(sizes, "relu", "cross_entropy", dtype, "tiled")
     assert not net._net.fused_eligible
     X, y = make_data(sizes, "cross_entropy", 300, dtype)
-    value, dW, db = net.loss_and_grad(X, y)
-    want_value, want_dW, want_db = reference.network_loss_and_grad(weights, biases, "relu", "cross_entropy", X, y)
-    assert value == pytest.approx(want_value, rel=1e-5)
-    for got, want in zip(dW + db, want_dW + want_db):
-        assert_matches_reference(got, want, dtype)
+    assert_loss_and_grad_match_reference(net, weights, biases, "relu", "cross_entropy", X, y, dtype,
+                                         1e-5)
     orders, lrs = epoch_plan(300, 128, False, 2, 0.05)
     want_w, want_b, want_losses = reference_epochs(weights, biases, "relu", "cross_entropy", X, y, orders, lrs, 128,
                                                    False, 0.9, True, 1e-4)
@@ -394,11 +395,8 @@ def test_gemm_tiles_and_splits_match_reference(sizes, tile, split, monkeypatch):
     dtype = np.float32
     net, weights, biases = make_net(sizes, "tanh", "cross_entropy", dtype, "tiled")
     X, y = make_data(sizes, "cross_entropy", 150, dtype)
-    value, dW, db = net.loss_and_grad(X, y)
-    want_value, want_dW, want_db = reference.network_loss_and_grad(weights, biases, "tanh", "cross_entropy", X, y)
-    assert value == pytest.approx(want_value, rel=1e-5)
-    for got, want in zip(dW + db, want_dW + want_db):
-        assert_matches_reference(got, want, dtype)
+    assert_loss_and_grad_match_reference(net, weights, biases, "tanh", "cross_entropy", X, y, dtype,
+                                         1e-5)
     # a partial last batch (150 = 64 + 64 + 22) and rows gathered through the epoch's order
     orders, lrs = epoch_plan(150, 64, False, 1, 0.05)
     want_w, want_b, want_losses = reference_epochs(weights, biases, "tanh", "cross_entropy", X, y, orders, lrs, 64,
@@ -417,11 +415,8 @@ def test_float64_gemm_split_along_k_matches_reference(sizes, monkeypatch):
     dtype = np.float64
     net, weights, biases = make_net(sizes, "gelu", "mse", dtype, "tiled")
     X, y = make_data(sizes, "mse", 90, dtype)
-    value, dW, db = net.loss_and_grad(X, y)
-    want_value, want_dW, want_db = reference.network_loss_and_grad(weights, biases, "gelu", "mse", X, y)
-    assert value == pytest.approx(want_value, rel=1e-12)
-    for got, want in zip(dW + db, want_dW + want_db):
-        assert_matches_reference(got, want, dtype)
+    assert_loss_and_grad_match_reference(net, weights, biases, "gelu", "mse", X, y, dtype,
+                                         1e-12)
 
 
 @needs_gpu
