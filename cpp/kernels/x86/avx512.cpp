@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "../gemm_driver.hpp"
+#include "transpose_avx.hpp"
 
 namespace fusedmlp {
 namespace {
@@ -39,25 +40,9 @@ struct Avx512Float {
         const __m512i bits = _mm512_slli_epi32(_mm512_castps_si512(t), 23);
         return _mm512_castsi512_ps(_mm512_add_epi32(bits, _mm512_set1_epi32(0x3F800000)));
     }
-    // dst[p * dst_stride + j] = src[j * ld + p] for an 8 x 8 block (unpack, shuffle, permute).
     static constexpr std::size_t kTransposeBlock = 8;
     static void transpose_block(const T* src, std::size_t ld, T* dst, std::size_t dst_stride) {
-        __m256 r[8], t[8], u[8];
-        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
-        for (int i = 0; i < 8; i += 2) {
-            t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-            t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-        }
-        for (int i = 0; i < 8; i += 4) {
-            u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-            u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-            u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-            u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-        }
-        for (int i = 0; i < 4; ++i) {
-            _mm256_storeu_ps(dst + i * dst_stride, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
-            _mm256_storeu_ps(dst + (i + 4) * dst_stride, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
-        }
+        transpose_8x8_f32(src, ld, dst, dst_stride);
     }
 };
 
@@ -81,17 +66,9 @@ struct Avx512Double {
         return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, zero(), _CMP_GT_OQ), b, a);
     }
     static bool all_finite(Reg r) { return _mm512_cmp_pd_mask(_mm512_sub_pd(r, r), zero(), _CMP_EQ_OQ) == 0xFF; }
-    // dst[p * dst_stride + j] = src[j * ld + p] for a 4 x 4 block.
     static constexpr std::size_t kTransposeBlock = 4;
     static void transpose_block(const T* src, std::size_t ld, T* dst, std::size_t dst_stride) {
-        const __m256d r0 = _mm256_loadu_pd(src), r1 = _mm256_loadu_pd(src + ld);
-        const __m256d r2 = _mm256_loadu_pd(src + 2 * ld), r3 = _mm256_loadu_pd(src + 3 * ld);
-        const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
-        const __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
-        _mm256_storeu_pd(dst, _mm256_permute2f128_pd(t0, t2, 0x20));
-        _mm256_storeu_pd(dst + dst_stride, _mm256_permute2f128_pd(t1, t3, 0x20));
-        _mm256_storeu_pd(dst + 2 * dst_stride, _mm256_permute2f128_pd(t0, t2, 0x31));
-        _mm256_storeu_pd(dst + 3 * dst_stride, _mm256_permute2f128_pd(t1, t3, 0x31));
+        transpose_4x4_f64(src, ld, dst, dst_stride);
     }
 };
 
