@@ -324,6 +324,23 @@ def test_fused_tiles_of_every_size_match_reference(rows, monkeypatch):
 
 
 @needs_gpu
+@pytest.mark.parametrize("threads", ["256", "512"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_epoch_kernel_of_each_block_size_matches_reference(threads, momentum, dtype, monkeypatch):
+    # Batches of one tile: the whole epoch in one block; its last batch partial.
+    monkeypatch.setenv("FUSEDMLP_CUDA_EPOCH_THREADS", threads)
+    sizes = [9, 40, 24, 6]
+    net, weights, biases = make_net(sizes, "tanh", "cross_entropy", dtype, "fused")
+    X, y = make_data(sizes, "cross_entropy", 150, dtype)
+    orders, lrs = epoch_plan(150, 20, False, 2, 0.1)
+    want_w, want_b, want_losses = reference_epochs(weights, biases, "tanh", "cross_entropy", X, y, orders, lrs, 20,
+                                                   False, momentum, True, 1e-3)
+    step_losses = [net.train_epoch(X, y, o, 20, False, r, momentum, True, 1e-3)[0] for o, r in zip(orders, lrs)]
+    assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+
+
+@needs_gpu
 @pytest.mark.parametrize("graphs", ["1", "0"])
 @pytest.mark.parametrize("sizes", [[20, 64, 64, 4], [20, 200, 4]])
 def test_bit_identical_run_to_run_with_and_without_graphs(sizes, graphs, monkeypatch):

@@ -16,6 +16,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <type_traits>
 
 #include "vector_memory.cuh"
@@ -125,25 +126,66 @@ __device__ __forceinline__ void block_sum(SharedOperand<T> a, SharedOperand<T> b
     }
 }
 
-// C = A B over the whole block; out(m, n0, n_step, v) receives row m of C at columns
-// n0 + q n_step (q < 4) for every row of every 4 x 4 block, exactly once. scratch: room for
-// `scratch_elems` elements, used (with a barrier) when the sum over i is split. No barrier at
-// the end: the caller synchronises before anything reads what `out` wrote. Every thread of the
-// block must call this (it may contain a __syncthreads).
-template <class Shape, int kThreads, class T, class Out>
-__device__ void block_product(int M, int N, int K, SharedOperand<T> a, SharedOperand<T> b, T* scratch,
-                              int scratch_elems, Out&& out) {
-    const int mt = M / 4, nt = N / 4, blocks = mt * nt, kb = K / 4;
-    const int t = threadIdx.x;
-    // Ranges of i: as many as idle threads allow, none shorter than one step of 4.
+// x / d for 0 <= x, d < 2^16 as a multiply-high: the divisions that map threads to 4 x 4
+// blocks, with d fixed per product (planned on the host) and x per thread. An integer division
+// by a value known only at run time costs about 20 instructions; this costs two.
+struct FastDivisor {
+    unsigned magic = 0, extra = 0;  // x / d = umulhi(x, magic) + x * extra; extra = 1 only for d = 1
+};
+
+inline FastDivisor make_fast_divisor(int d) {
+    // magic = ceil(2^32 / d): exact for x, d < 2^16 (the error x (magic d - 2^32) / (d 2^32) < 1 / d)
+    const unsigned long long m = ((1ULL << 32) + static_cast<unsigned>(d) - 1) / static_cast<unsigned>(d);
+    return FastDivisor{static_cast<unsigned>(m), static_cast<unsigned>(m >> 32)};
+}
+
+__device__ __forceinline__ int fast_div(int x, FastDivisor d) {
+    return static_cast<int>(__umulhi(static_cast<unsigned>(x), d.magic) + static_cast<unsigned>(x) * d.extra);
+}
+
+// One product's shape and how the block shares it out, planned on the host once per network
+// (plan_product), so that the kernels do no integer division.
+struct ProductPlan {
+    int M = 0, N = 0, K = 0;  // C is M x N, summed over K; multiples of 4
+    int nt = 0, blocks = 0;   // 4 x 4 blocks of C: (M / 4) x nt of them
+    int splits = 1, chunk = 0;  // ranges of i and the 4-steps in each; splits 1: not split
+    FastDivisor by_nt, by_blocks;
+};
+
+// When C has fewer 4 x 4 blocks than the block has threads, as many ranges of i as the idle
+// threads and `scratch_elems` allow, none shorter than one step of 4.
+inline ProductPlan plan_product(int M, int N, int K, int threads, int scratch_elems) {
+    ProductPlan p;
+    p.M = M;
+    p.N = N;
+    p.K = K;
+    p.nt = N / 4;
+    p.blocks = M / 4 * p.nt;
+    const int kb = K / 4;
     int splits = 1;
-    if (blocks < kThreads) splits = min(kThreads / blocks, min(kb, scratch_elems / (16 * blocks)));
-    splits = max(splits, 1);
-    const int chunk = (kb + splits - 1) / splits;
-    splits = (kb + chunk - 1) / chunk;
-    if (splits <= 1) {
+    if (p.blocks < threads) splits = std::min(threads / p.blocks, std::min(kb, scratch_elems / (16 * p.blocks)));
+    splits = std::max(splits, 1);
+    p.chunk = (kb + splits - 1) / splits;
+    p.splits = p.chunk > 0 ? (kb + p.chunk - 1) / p.chunk : 1;
+    p.by_nt = make_fast_divisor(std::max(p.nt, 1));
+    p.by_blocks = make_fast_divisor(std::max(p.blocks, 1));
+    return p;
+}
+
+// C = A B over the whole block, as planned by plan_product(M, N, K, kThreads, scratch_elems);
+// out(m, n0, n_step, v) receives row m of C at columns n0 + q n_step (q < 4) for every row of
+// every 4 x 4 block, exactly once. scratch: room for the plan's `scratch_elems` elements, used
+// (with a barrier) when the sum over i is split. No barrier at the end: the caller synchronises
+// before anything reads what `out` wrote. Every thread of the block must call this (it may
+// contain a __syncthreads).
+template <class Shape, int kThreads, class T, class Out>
+__device__ void block_product(const ProductPlan& plan, SharedOperand<T> a, SharedOperand<T> b, T* scratch,
+                              Out&& out) {
+    const int mt = plan.M / 4, nt = plan.nt, blocks = plan.blocks, K = plan.K;
+    const int t = threadIdx.x;
+    if (plan.splits <= 1) {
         for (int blk = t; blk < blocks; blk += kThreads) {
-            const int tm = blk / nt, tn = blk % nt;
+            const int tm = fast_div(blk, plan.by_nt), tn = blk - tm * nt;
             T acc[4][4];
             block_sum<Shape>(a, b, mt, nt, tm, tn, 0, K, acc);
 #pragma unroll
@@ -154,10 +196,11 @@ __device__ void block_product(int M, int N, int K, SharedOperand<T> a, SharedOpe
         }
         return;
     }
+    const int splits = plan.splits, chunk = plan.chunk, kb = K / 4;
     // scratch[g][x][blk][y]: neighbouring threads store neighbouring 16-byte runs.
     if (t < blocks * splits) {
-        const int g = t / blocks, blk = t % blocks;
-        const int tm = blk / nt, tn = blk % nt;
+        const int g = fast_div(t, plan.by_blocks), blk = t - g * blocks;
+        const int tm = fast_div(blk, plan.by_nt), tn = blk - tm * nt;
         T acc[4][4];
         block_sum<Shape>(a, b, mt, nt, tm, tn, 4 * g * chunk, 4 * min(kb, (g + 1) * chunk), acc);
 #pragma unroll
@@ -165,7 +208,7 @@ __device__ void block_product(int M, int N, int K, SharedOperand<T> a, SharedOpe
     }
     __syncthreads();
     for (int item = t; item < 4 * blocks; item += kThreads) {
-        const int x = item / blocks, blk = item % blocks;
+        const int x = fast_div(item, plan.by_blocks), blk = item - x * blocks;
         T sum[4], part[4];
         load4(scratch + (x * blocks + blk) * 4, sum);
         // Unrolled so that several ranges' loads are in flight at once; still added in order.
@@ -175,7 +218,7 @@ __device__ void block_product(int M, int N, int K, SharedOperand<T> a, SharedOpe
 #pragma unroll
             for (int y = 0; y < 4; ++y) sum[y] += part[y];
         }
-        const int tm = blk / nt, tn = blk % nt;
+        const int tm = fast_div(blk, plan.by_nt), tn = blk - tm * nt;
         const int m = Shape::m_strided ? tm + mt * x : 4 * tm + x;
         out(m, Shape::n_strided ? tn : 4 * tn, Shape::n_strided ? nt : 1, sum);
     }

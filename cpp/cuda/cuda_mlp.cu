@@ -114,11 +114,23 @@ int forced_fused_rows() {
     return value == nullptr ? 0 : std::atoi(value);
 }
 
-// Test hooks: FUSEDMLP_CUDA_TILE=128, 64 or 64w forces one tile shape of the float GEMMs;
-// FUSEDMLP_CUDA_SPLIT=s splits every product whose K allows it into (about) s ranges of K.
+// FUSEDMLP_CUDA_EPOCH_THREADS=256 or 512: the threads of fused_epoch_kernel's block (tuning and
+// tests); else kDefaultEpochThreads.
+constexpr int kDefaultEpochThreads = 256;
+int epoch_threads_setting() {
+    const char* value = std::getenv("FUSEDMLP_CUDA_EPOCH_THREADS");
+    const int threads = value == nullptr ? 0 : std::atoi(value);
+    return threads == 256 || threads == 512 ? threads : kDefaultEpochThreads;
+}
+
+// Test and tuning hooks: FUSEDMLP_CUDA_TILE=128, 64 or 64w forces one tile shape of the float
+// GEMMs; FUSEDMLP_CUDA_SPLIT=s splits every product whose K allows it into (about) s ranges of
+// K; FUSEDMLP_CUDA_PLAN_WARPS=w plans as if an SM needed w resident warps to run at full rate
+// (the cost model's kSaturatingWarps, below).
 struct GemmOverride {
     int tile = -1;   // a GemmTileId, -1: chosen per product
     int splits = 0;  // 0: chosen per product
+    double saturating_warps = 0;  // 0: kSaturatingWarps
 };
 
 GemmOverride gemm_override() {
@@ -129,6 +141,7 @@ GemmOverride gemm_override() {
         if (std::strcmp(tile, "64w") == 0) o.tile = kTileF64Warps;
     }
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
+    if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
     return o;
 }
 
@@ -159,11 +172,11 @@ struct GemmPlan {
 };
 
 double plan_cycles(const TileModel& tile, long long M, long long N, long long chunk, long long splits, int sms,
-                   double fma_per_cycle, std::size_t element_bytes) {
+                   double fma_per_cycle, std::size_t element_bytes, double saturating_warps) {
     const long long blocks = ceil_div(M, tile.bm) * ceil_div(N, tile.bn) * splits;
     const long long per_sm = ceil_div(blocks, sms);
     const double warps = static_cast<double>(std::min<long long>(per_sm, tile.resident) * tile.warps);
-    const double rate = fma_per_cycle * tile.efficiency * std::min(1.0, warps / kSaturatingWarps);
+    const double rate = fma_per_cycle * tile.efficiency * std::min(1.0, warps / saturating_warps);
     const double throughput = static_cast<double>(per_sm) * tile.bm * tile.bn * static_cast<double>(chunk) / rate;
     const double latency =
         static_cast<double>(ceil_div(per_sm, tile.resident) * ceil_div(chunk, tile.bk)) * kStepLatency;
@@ -186,7 +199,8 @@ GemmPlan plan_gemm(long long M, long long N, long long K, int sms, const GemmOve
         const long long chunk = splits > 1 ? ceil_div(ceil_div(K, splits), kSplitAlign) * kSplitAlign : K;
         const long long ranges = ceil_div(K, chunk);
         if (splits > 1 && ranges < 2) return false;
-        const double cycles = plan_cycles(kTileModels[tile], M, N, chunk, ranges, sms, fma_per_cycle, sizeof(T));
+        const double cycles = plan_cycles(kTileModels[tile], M, N, chunk, ranges, sms, fma_per_cycle, sizeof(T),
+                                          forced.saturating_warps > 0 ? forced.saturating_warps : kSaturatingWarps);
         if (!found || cycles < best_cycles) {
             best = GemmPlan{tile, static_cast<int>(ranges), ranges > 1 ? static_cast<int>(chunk) : 0};
             best_cycles = cycles;
@@ -256,7 +270,8 @@ void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaSt
         launch_tile<TileD64, KIND>(g, plan.splits, stream);
     }
     if (plan.splits > 1) {
-        const int blocks = static_cast<int>((count + 255) / 256);
+        const long long per_block = 256LL * kFinishRun;
+        const int blocks = static_cast<int>((count + per_block - 1) / per_block);
         splitk_finish_kernel<KIND, T><<<blocks, 256, 0, stream>>>(g, plan.splits);
     }
 }
@@ -321,6 +336,7 @@ struct CudaMlp<T>::Impl {
     // Shared-memory layouts per tile size (kFusedTileRows): of the step kernel, and of the epoch
     // kernel without and with momentum, where they fit.
     static constexpr int kTileSizes = 3;
+    int epoch_threads = kDefaultEpochThreads;  // fused_epoch_kernel's block
     FusedLayout step_layout[kTileSizes], epoch_layout[kTileSizes][2];
     bool step_ok[kTileSizes] = {}, epoch_ok[kTileSizes][2] = {};
 
@@ -368,6 +384,7 @@ struct CudaMlp<T>::Impl {
         sms = sm_count();
         gemm_forced = gemm_override();
         fused_rows = forced_fused_rows();
+        epoch_threads = epoch_threads_setting();
         check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
         for (int p = 0; p < 2; ++p) {
             params[p].grow(param_count);
@@ -397,15 +414,21 @@ struct CudaMlp<T>::Impl {
         // never to this network's need.
         cudaFuncAttributes step_attributes{}, epoch_attributes{};
         check(cudaFuncGetAttributes(&step_attributes, fused_mlp_kernel<T>), "cudaFuncGetAttributes");
-        check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T>), "cudaFuncGetAttributes");
+        if (epoch_threads == 512) {
+            check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T, 512>), "cudaFuncGetAttributes");
+        } else {
+            check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T, 256>), "cudaFuncGetAttributes");
+        }
         const std::size_t step_limit = static_cast<std::size_t>(limit) - step_attributes.sharedSizeBytes;
         const std::size_t epoch_limit = static_cast<std::size_t>(limit) - epoch_attributes.sharedSizeBytes;
         for (int i = 0; i < kTileSizes; ++i) {
             const int rows = kFusedTileRows[i];
-            step_ok[i] = plan_fused_layout(sizes, rows, sizeof(T), step_limit, false, false, false, step_layout[i]);
+            step_ok[i] = plan_fused_layout(sizes, rows, kFusedThreads, sizeof(T), step_limit, false, false, false,
+                                           step_layout[i]);
             for (int with_momentum = 0; with_momentum < 2; ++with_momentum)
-                epoch_ok[i][with_momentum] = plan_fused_layout(sizes, rows, sizeof(T), epoch_limit, true,
-                                                               with_momentum == 1, true, epoch_layout[i][with_momentum]);
+                epoch_ok[i][with_momentum] =
+                    plan_fused_layout(sizes, rows, epoch_threads, sizeof(T), epoch_limit, true, with_momentum == 1,
+                                      true, epoch_layout[i][with_momentum]);
         }
         // Eligible where the largest tile fits (the smaller ones then fit too).
         if (!step_ok[kTileSizes - 1]) return;
@@ -420,9 +443,10 @@ struct CudaMlp<T>::Impl {
         check(cudaFuncSetAttribute(fused_mlp_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    static_cast<int>(step_limit)),
               "cudaFuncSetAttribute");
-        check(cudaFuncSetAttribute(fused_epoch_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   static_cast<int>(epoch_limit)),
-              "cudaFuncSetAttribute");
+        for (auto kernel : {fused_epoch_kernel<T, 256>, fused_epoch_kernel<T, 512>})
+            check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(epoch_limit)),
+                  "cudaFuncSetAttribute");
         fused_layout = f;
         fused_ok = true;
     }
@@ -644,7 +668,11 @@ struct CudaMlp<T>::Impl {
                 e.momentum[p] = momentum[p].get();
             }
             const std::size_t smem = static_cast<std::size_t>(f.s.total) * sizeof(T);
-            fused_epoch_kernel<T><<<1, kFusedThreads, smem, stream>>>(f, e);
+            if (epoch_threads == 512) {
+                fused_epoch_kernel<T, 512><<<1, 512, smem, stream>>>(f, e);
+            } else {
+                fused_epoch_kernel<T, 256><<<1, 256, smem, stream>>>(f, e);
+            }
             return;
         }
         for (std::size_t s = 0; s < steps; ++s) {

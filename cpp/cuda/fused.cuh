@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "activation.cuh"
@@ -35,7 +36,10 @@ namespace fusedmlp::cuda {
 
 constexpr int kFusedMaxLayers = 16;
 constexpr int kFusedMaxWidth = 128;
-constexpr int kFusedThreads = 256;
+constexpr int kFusedThreads = 256;  // fused_mlp_kernel's block
+// fused_epoch_kernel's block: 256 threads, or 512 (twice the warps to hide the latency of the
+// one SM it runs on, where each product then splits its sums more ways).
+constexpr int kFusedEpochThreads[] = {256, 512};
 // Batch rows per block: a tile of 32 rows by default; 16 or 8 spread a small batch over more
 // SMs. At most 32: fused_loss sums the rows' losses in one warp.
 constexpr int kFusedMaxRows = 32;
@@ -44,6 +48,7 @@ constexpr int kFusedTileRows[] = {8, 16, 32};
 // Offsets in elements of T into the dynamic shared memory (a multiple of 4 each).
 struct FusedLayout {
     int rows = kFusedMaxRows, ldh = kFusedMaxRows + 4;  // batch rows per block; activations' row stride
+    int threads = kFusedThreads;                         // the block the products are planned for
     int layers = 0;
     int sizes[kFusedMaxLayers + 1] = {};   // the widths
     int padded[kFusedMaxLayers + 1] = {};  // the widths rounded up to multiples of 4
@@ -56,13 +61,17 @@ struct FusedLayout {
     int momentum_delta = 0;  // resident momentum: at the parameters' offsets + this; 0: none
     int scratch = 0, scratch_elems = 0;
     int total = 0;
+    // Each layer's products (block_gemm.cuh): forward H_{l+1} = W_l^T H_l; input gradient
+    // dz_l = W_l dz_{l+1} (l > 0); weight gradient dW_l = H_l dz_{l+1}^T.
+    ProductPlan forward[kFusedMaxLayers], input_grad[kFusedMaxLayers], weight_grad[kFusedMaxLayers];
 };
 
-// Plans the shared memory of a fused kernel for layer widths `sizes` (each <= kFusedMaxWidth)
-// and tiles of `rows` batch rows within limit_bytes: every layer's parameters resident, or else (when !need_resident) one
-// layer's at a time; resident momentum and a second input buffer for the epoch kernel. False
+// Plans the shared memory and the products of a fused kernel of `threads` threads for layer
+// widths `sizes` (each <= kFusedMaxWidth) and tiles of `rows` batch rows within limit_bytes:
+// every layer's parameters resident, or else (when !need_resident) one layer's at a time;
+// resident momentum and a second input buffer for the epoch kernel. False
 // when it does not fit.
-inline bool plan_fused_layout(const std::vector<std::size_t>& sizes, int rows, std::size_t element_bytes,
+inline bool plan_fused_layout(const std::vector<std::size_t>& sizes, int rows, int threads, std::size_t element_bytes,
                               std::size_t limit_bytes, bool need_resident, bool momentum, bool two_inputs,
                               FusedLayout& out) {
     const int layers = static_cast<int>(sizes.size()) - 1;
@@ -74,6 +83,7 @@ inline bool plan_fused_layout(const std::vector<std::size_t>& sizes, int rows, s
         if (!resident && (need_resident || momentum)) break;
         FusedLayout s;
         s.rows = rows;
+        s.threads = threads;
         s.ldh = rows + 4;
         s.layers = layers;
         int offset = 0;
@@ -113,10 +123,16 @@ inline bool plan_fused_layout(const std::vector<std::size_t>& sizes, int rows, s
             offset += offset - params_begin;
         }
         s.scratch = offset;
-        for (const int scratch : {kFusedThreads * 16, kFusedThreads * 4}) {
+        for (const int scratch : {threads * 16, threads * 4}) {
             s.scratch_elems = scratch;
             s.total = offset + scratch;
             if (static_cast<std::size_t>(s.total) * element_bytes <= limit_bytes) {
+                for (int l = 0; l < layers; ++l) {
+                    const int p_in = s.padded[l], p_out = s.padded[l + 1];
+                    s.forward[l] = plan_product(p_out, rows, p_in, threads, scratch);
+                    s.input_grad[l] = plan_product(p_in, rows, p_out, threads, scratch);
+                    s.weight_grad[l] = plan_product(p_in, p_out, rows, threads, scratch);
+                }
                 out = s;
                 return true;
             }
@@ -155,7 +171,7 @@ struct FusedArgs {
 // Layer l's W and b from the flat parameters src into their shared slot (+ delta), zero-padded;
 // with asynchronous copies when `async` (then async_copy_wait_all and a barrier before use).
 // A warp per row of W: no division per element, and the warp's loads are contiguous.
-template <class T>
+template <int kThreads, class T>
 __device__ void fused_copy_layer(const FusedArgs<T>& f, T* sm, int l, const T* src, int delta, bool async) {
     const FusedLayout& s = f.s;
     const int n_in = s.sizes[l], n_out = s.sizes[l + 1], p_in = s.padded[l], p_out = s.padded[l + 1];
@@ -165,12 +181,21 @@ __device__ void fused_copy_layer(const FusedArgs<T>& f, T* sm, int l, const T* s
     const T* gw = src + f.w_off[l];
     const T* gb = src + f.b_off[l];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    for (int k = warp; k <= p_in; k += kFusedThreads / 32) {
+    // Whole 16-byte vectors where every row starts on a 16-byte boundary in global memory (the
+    // shared rows always do: their offsets and strides are multiples of 4 elements).
+    constexpr int V = 16 / static_cast<int>(sizeof(T));
+    const int vectors = async && n_out % V == 0 && f.w_off[l] % V == 0 && f.b_off[l] % V == 0 &&
+                                reinterpret_cast<std::uintptr_t>(src) % 16 == 0
+                            ? n_out / V
+                            : 0;
+    for (int k = warp; k <= p_in; k += kThreads / 32) {
         // Row p_in is the bias.
         T* dst = k < p_in ? W + k * ldw : bias;
         const T* row = k < p_in ? gw + static_cast<long long>(k) * n_out : gb;
         const bool live = k < n_in || k == p_in;
-        for (int j = lane; j < p_out; j += 32) {
+        if (live)
+            for (int v = lane; v < vectors; v += 32) async_copy_16(dst + v * V, row + v * V);
+        for (int j = (live ? vectors * V : 0) + lane; j < p_out; j += 32) {
             if (live && j < n_out) {
                 if (async) {
                     async_copy_element(dst + j, row + j);
@@ -186,12 +211,12 @@ __device__ void fused_copy_layer(const FusedArgs<T>& f, T* sm, int l, const T* s
 
 // The tile's inputs, feature-major: input[c][r] = x[sample[r]][c]; zero for padded features
 // and for rows without a sample (sample < 0). Asynchronous copies when `async`. A warp per row.
-template <class T>
+template <int kThreads, class T>
 __device__ void fused_gather_inputs(const FusedArgs<T>& f, T* input, const int* sample, bool async) {
     const FusedLayout& s = f.s;
     const int d = s.sizes[0], p0 = s.padded[0];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    for (int r = warp; r < s.rows; r += kFusedThreads / 32) {
+    for (int r = warp; r < s.rows; r += kThreads / 32) {
         const int row = sample[r];
         const T* src = f.x + static_cast<long long>(row) * d;
         for (int c = lane; c < p0; c += 32) {
@@ -211,7 +236,7 @@ __device__ void fused_gather_inputs(const FusedArgs<T>& f, T* input, const int* 
 
 // Layer l forward: out = W^T input + b (feature-major), then f and f' for hidden layers. Rows
 // past `valid` and padded features get h = f' = 0.
-template <class T>
+template <int kThreads, class T>
 __device__ void fused_forward_layer(const FusedArgs<T>& f, T* sm, int l, const T* input, int valid) {
     const FusedLayout& s = f.s;
     const bool hidden = l + 1 < s.layers;
@@ -220,9 +245,8 @@ __device__ void fused_forward_layer(const FusedArgs<T>& f, T* sm, int l, const T
     T* out = sm + s.act[l + 1];
     T* der = hidden ? sm + s.der[l + 1] : nullptr;
     using Shape = ProductShape<false, false, false, false>;
-    block_product<Shape, kFusedThreads>(
-        s.padded[l + 1], s.rows, s.padded[l], SharedOperand<T>{sm + s.w[l], s.ldw[l]},
-        SharedOperand<T>{input, s.ldh}, sm + s.scratch, s.scratch_elems, [&](int m, int n0, int, const T(&v)[4]) {
+    block_product<Shape, kThreads>(
+        s.forward[l], SharedOperand<T>{sm + s.w[l], s.ldw[l]}, SharedOperand<T>{input, s.ldh}, sm + s.scratch, [&](int m, int n0, int, const T(&v)[4]) {
             const T bm = bias[m];
             T h[4], d[4];
 #pragma unroll
@@ -248,7 +272,7 @@ __device__ void fused_forward_layer(const FusedArgs<T>& f, T* sm, int l, const T
 // A group of lanes per row, as few as the row's logits allow (a whole warp for 32 or more), so
 // that a tile's rows are mostly done in one pass. Every group takes a row of the tile (the
 // shuffles need every lane), a row past `valid` too, whose results are then discarded.
-template <class T>
+template <int kThreads, class T>
 __device__ double fused_loss(const FusedArgs<T>& f, T* sm, int batch_rows, int valid, const int* sample,
                              const int* label, double* row_loss) {
     const FusedLayout& s = f.s;
@@ -259,7 +283,7 @@ __device__ double fused_loss(const FusedArgs<T>& f, T* sm, int batch_rows, int v
     while (group < k && group < 32) group *= 2;
     const int rows_per_warp = 32 / group, member = lane % group;
     const T scale = T((f.loss == kMse ? 2.0 : 1.0) / loss_divisor(f.loss, batch_rows, k));
-    for (int first = warp * rows_per_warp; first < s.rows; first += kFusedThreads / group) {
+    for (int first = warp * rows_per_warp; first < s.rows; first += kThreads / group) {
         const int r = first + lane / group;
         T* z = logits + r;
         const bool live = r < valid;
@@ -325,7 +349,7 @@ __device__ __forceinline__ void fused_sink(const FusedArgs<T>& f, T* sm, const F
 
 // Layer l backward, given dz of its output: dz of its input (l > 0) written over der[l], then
 // the weight and bias gradients into the sink. Contains barriers; ends with one.
-template <class T>
+template <int kThreads, class T>
 __device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedStep<T>& step, int l, const T* input) {
     const FusedLayout& s = f.s;
     const T* dz = sm + (l + 1 == s.layers ? s.act[s.layers] : s.der[l + 1]);
@@ -333,9 +357,8 @@ __device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedSt
     if (l > 0) {
         T* der = sm + s.der[l];
         using Shape = ProductShape<true, false, false, false>;
-        block_product<Shape, kFusedThreads>(
-            s.padded[l], s.rows, s.padded[l + 1], SharedOperand<T>{sm + s.w[l], s.ldw[l]},
-            SharedOperand<T>{dz, s.ldh}, sm + s.scratch, s.scratch_elems, [&](int m, int n0, int, const T(&v)[4]) {
+        block_product<Shape, kThreads>(
+            s.input_grad[l], SharedOperand<T>{sm + s.w[l], s.ldw[l]}, SharedOperand<T>{dz, s.ldh}, sm + s.scratch, [&](int m, int n0, int, const T(&v)[4]) {
                 T* at = der + m * s.ldh + n0;
                 T out[4];
                 load4(at, out);
@@ -346,9 +369,8 @@ __device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedSt
         __syncthreads();
     }
     using Shape = ProductShape<true, true, true, true>;
-    block_product<Shape, kFusedThreads>(
-        s.padded[l], s.padded[l + 1], s.rows, SharedOperand<T>{input, s.ldh}, SharedOperand<T>{dz, s.ldh},
-        sm + s.scratch, s.scratch_elems, [&](int m, int n0, int n_step, const T(&v)[4]) {
+    block_product<Shape, kThreads>(
+        s.weight_grad[l], SharedOperand<T>{input, s.ldh}, SharedOperand<T>{dz, s.ldh}, sm + s.scratch, [&](int m, int n0, int n_step, const T(&v)[4]) {
             if (m >= n_in) return;
 #pragma unroll
             for (int q = 0; q < 4; ++q) {
@@ -356,7 +378,7 @@ __device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedSt
                 if (n < n_out) fused_sink(f, sm, step, l, true, m, n, v[q]);
             }
         });
-    for (int n = threadIdx.x; n < n_out; n += kFusedThreads) {
+    for (int n = threadIdx.x; n < n_out; n += kThreads) {
         T sum = 0;
         for (int r = 0; r < s.rows; r += 4) {
             T v[4];
@@ -372,7 +394,7 @@ __device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedSt
 }
 
 // One step on one batch tile of `rows` rows (blockIdx.x).
-template <class T>
+template <int kThreads, class T>
 __device__ void fused_tile_step(const FusedArgs<T>& f) {
     if (step_skipped(f.control)) return;
     extern __shared__ __align__(16) unsigned char fused_smem[];
@@ -389,23 +411,23 @@ __device__ void fused_tile_step(const FusedArgs<T>& f) {
     }
     // Every load of the step's parameters in flight at once, while the samples arrive.
     if (!s.staged)
-        for (int l = 0; l < s.layers; ++l) fused_copy_layer(f, sm, l, f.params, 0, true);
+        for (int l = 0; l < s.layers; ++l) fused_copy_layer<kThreads>(f, sm, l, f.params, 0, true);
     __syncthreads();
-    fused_gather_inputs(f, sm + s.act[0], row_sample, true);
+    fused_gather_inputs<kThreads>(f, sm + s.act[0], row_sample, true);
     async_copy_commit();
     async_copy_wait_all();
     __syncthreads();
     for (int l = 0; l < s.layers; ++l) {
         if (s.staged) {
-            fused_copy_layer(f, sm, l, f.params, 0, true);
+            fused_copy_layer<kThreads>(f, sm, l, f.params, 0, true);
             async_copy_commit();
             async_copy_wait_all();
             __syncthreads();
         }
-        fused_forward_layer(f, sm, l, sm + s.act[l], valid);
+        fused_forward_layer<kThreads>(f, sm, l, sm + s.act[l], valid);
         __syncthreads();
     }
-    const double total = fused_loss(f, sm, f.batch_rows, valid, row_sample, row_label, row_loss);
+    const double total = fused_loss<kThreads>(f, sm, f.batch_rows, valid, row_sample, row_label, row_loss);
     const bool updates = f.sink == kSinkUpdate;
     if (threadIdx.x == 0) {
         if (f.sink == kSinkPartial) {
@@ -426,18 +448,18 @@ __device__ void fused_tile_step(const FusedArgs<T>& f) {
     for (int l = s.layers - 1; l >= 0; --l) {
         // The last layer's parameters are still in their slot from the forward pass.
         if (s.staged && l != s.layers - 1) {
-            fused_copy_layer(f, sm, l, f.params, 0, true);
+            fused_copy_layer<kThreads>(f, sm, l, f.params, 0, true);
             async_copy_commit();
             async_copy_wait_all();
             __syncthreads();
         }
-        fused_backward_layer(f, sm, step, l, sm + s.act[l]);
+        fused_backward_layer<kThreads>(f, sm, step, l, sm + s.act[l]);
     }
 }
 
 template <class T>
 __global__ void __launch_bounds__(kFusedThreads, 1) fused_mlp_kernel(const FusedArgs<T> f) {
-    fused_tile_step(f);
+    fused_tile_step<kFusedThreads>(f);
 }
 
 // A whole epoch whose every batch fits one tile (batch_size <= rows), run by one block.
@@ -451,8 +473,8 @@ struct FusedEpoch {
     T* momentum[2] = {};
 };
 
-template <class T>
-__global__ void __launch_bounds__(kFusedThreads, 1) fused_epoch_kernel(const FusedArgs<T> base, const FusedEpoch<T> e) {
+template <class T, int kThreads>
+__global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArgs<T> base, const FusedEpoch<T> e) {
     extern __shared__ __align__(16) unsigned char fused_smem[];
     T* sm = reinterpret_cast<T*>(fused_smem);
     __shared__ double row_loss[kFusedMaxRows];
@@ -462,8 +484,8 @@ __global__ void __launch_bounds__(kFusedThreads, 1) fused_epoch_kernel(const Fus
     const int t = threadIdx.x;
     const bool momentum = base.update.momentum != T(0);
     for (int l = 0; l < s.layers; ++l) {
-        fused_copy_layer(base, sm, l, e.params[0], 0, true);
-        if (momentum) fused_copy_layer(base, sm, l, e.momentum[0], s.momentum_delta, true);
+        fused_copy_layer<kThreads>(base, sm, l, e.params[0], 0, true);
+        if (momentum) fused_copy_layer<kThreads>(base, sm, l, e.momentum[0], s.momentum_delta, true);
     }
     const bool started = *base.control.started != 0;
     const bool cross_entropy = base.loss == kCrossEntropy;
@@ -475,7 +497,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1) fused_epoch_kernel(const Fus
     }
     if (t == 0) diverged = 0;
     __syncthreads();
-    fused_gather_inputs(base, sm + s.act[0], row_sample[0], true);
+    fused_gather_inputs<kThreads>(base, sm + s.act[0], row_sample[0], true);
     async_copy_commit();
     async_copy_wait_all();
     __syncthreads();
@@ -501,12 +523,12 @@ __global__ void __launch_bounds__(kFusedThreads, 1) fused_epoch_kernel(const Fus
         T* next_input = sm + (cur == 0 ? s.input2 : s.act[0]);
 
         for (int l = 0; l < s.layers; ++l) {
-            fused_forward_layer(f, sm, l, l == 0 ? input : sm + s.act[l], valid);
+            fused_forward_layer<kThreads>(f, sm, l, l == 0 ? input : sm + s.act[l], valid);
             __syncthreads();
         }
         if (t < s.rows) row_sample[cur ^ 1][t] = next_sample;
         const int next_label = cross_entropy && next_sample >= 0 ? base.labels[next_sample] : 0;
-        const double total = fused_loss(f, sm, valid, valid, row_sample[cur], row_label[cur], row_loss);
+        const double total = fused_loss<kThreads>(f, sm, valid, valid, row_sample[cur], row_label[cur], row_loss);
         if (t == 0) {
             const double value = total / loss_divisor(f.loss, valid, s.sizes[s.layers]);
             f.control.step_loss[step_index] = value;
@@ -514,9 +536,9 @@ __global__ void __launch_bounds__(kFusedThreads, 1) fused_epoch_kernel(const Fus
         }
         if (!isfinite(total)) break;  // the same value on every thread
         // fused_loss's barrier made the next samples visible: gather their inputs meanwhile.
-        if (has_next) fused_gather_inputs(f, next_input, row_sample[cur ^ 1], true);
+        if (has_next) fused_gather_inputs<kThreads>(f, next_input, row_sample[cur ^ 1], true);
         async_copy_commit();
-        for (int l = s.layers - 1; l >= 0; --l) fused_backward_layer(f, sm, step, l, l == 0 ? input : sm + s.act[l]);
+        for (int l = s.layers - 1; l >= 0; --l) fused_backward_layer<kThreads>(f, sm, step, l, l == 0 ? input : sm + s.act[l]);
         if (t < s.rows) row_label[cur ^ 1][t] = next_label;
         async_copy_wait_all();
         __syncthreads();
@@ -543,10 +565,19 @@ __global__ void __launch_bounds__(kReduceThreads) fused_reduce_kernel(const Redu
     if (blockIdx.x == 0) reduce_step_loss(a.partial_loss, a.blocks, a.loss_divisor, a.control);
     const long long p = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (p >= a.param_count) return;
+    // kReduceBatch blocks' loads in flight at once (the kernel waits on their latency, not on
+    // their bytes); still summed in block order.
+    constexpr int kReduceBatch = 16;
     T g = 0;
-    // Unrolled so that several blocks' loads are in flight at once; still summed in block order.
-#pragma unroll 8
-    for (int b = 0; b < a.blocks; ++b) g += a.partial[static_cast<long long>(b) * a.param_count + p];
+    for (int b0 = 0; b0 < a.blocks; b0 += kReduceBatch) {
+        T part[kReduceBatch];
+#pragma unroll
+        for (int j = 0; j < kReduceBatch; ++j)
+            if (b0 + j < a.blocks) part[j] = a.partial[static_cast<long long>(b0 + j) * a.param_count + p];
+#pragma unroll
+        for (int j = 0; j < kReduceBatch; ++j)
+            if (b0 + j < a.blocks) g += part[j];
+    }
     apply_gradient(a.update, a.control, p, g, p < a.weight_count);
 }
 

@@ -368,17 +368,62 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
 // Adds the `splits` K ranges of a split product (M x N, as gemm_kernel's split_out) in order
 // and applies each element's epilogue, as the unsplit kernel does.
+// Outputs per thread of splitk_finish_kernel: one 16-byte vector of each range where vec_c
+// allows (the ranges' loads are then a quarter as many instructions), else one element at a time.
+constexpr int kFinishRun = 4;
+// Ranges whose loads one thread has in flight at once: the kernel is bound by the latency of
+// its loads, not by their bytes.
+constexpr int kFinishBatch = 8;
+
+// Sums the K ranges of a split product in order z = 0, 1, ... and applies the epilogue. Each
+// thread takes kFinishRun consecutive outputs (in one row when vec_c: N is then a multiple of
+// the vector width); launched with ceil(M N / (256 kFinishRun)) blocks of 256 threads.
 template <int KIND, class T>
 __global__ void __launch_bounds__(256) splitk_finish_kernel(const GemmArgs<T> g, int splits) {
     if (step_skipped(g.control)) return;
-    const long long count = static_cast<long long>(g.M) * g.N;
-    const long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (index >= count) return;
-    T sum = g.split_out[index];
-#pragma unroll 4
-    for (int z = 1; z < splits; ++z) sum += g.split_out[z * count + index];
-    const int m = static_cast<int>(index / g.N), n = static_cast<int>(index % g.N);
-    finish_element<KIND>(g, m, n, index, sum);
+    // M N < 2^31: the split workspace holds every range (split_workspace_bound).
+    const int count = g.M * g.N;
+    const int first = (static_cast<int>(blockIdx.x) * 256 + static_cast<int>(threadIdx.x)) * kFinishRun;
+    if (first >= count) return;
+    const int runs = min(kFinishRun, count - first);
+    const bool vec = g.vec_c && runs == kFinishRun;
+    static_assert(kFinishRun % kVecWidth<T> == 0, "a run is whole vectors");
+    auto load_run = [&](int z, T (&v)[kFinishRun]) {
+        const T* p = g.split_out + static_cast<long long>(z) * count + first;
+        if (vec) {
+#pragma unroll
+            for (int q = 0; q < kFinishRun; q += kVecWidth<T>) {
+                const Vec16<T> x = load_vec(p + q);
+#pragma unroll
+                for (int e = 0; e < kVecWidth<T>; ++e) v[q + e] = x.v[e];
+            }
+        } else {
+#pragma unroll
+            for (int q = 0; q < kFinishRun; ++q) v[q] = q < runs ? p[q] : T(0);
+        }
+    };
+    T sum[kFinishRun];
+    load_run(0, sum);
+    for (int z0 = 1; z0 < splits; z0 += kFinishBatch) {
+        T part[kFinishBatch][kFinishRun];
+#pragma unroll
+        for (int j = 0; j < kFinishBatch; ++j)
+            if (z0 + j < splits) load_run(z0 + j, part[j]);
+#pragma unroll
+        for (int j = 0; j < kFinishBatch; ++j)
+            if (z0 + j < splits)
+#pragma unroll
+                for (int q = 0; q < kFinishRun; ++q) sum[q] += part[j][q];
+    }
+    int m = first / g.N, n = first - m * g.N;
+#pragma unroll
+    for (int q = 0; q < kFinishRun; ++q) {
+        if (q < runs) finish_element<KIND>(g, m, n, static_cast<long long>(first) + q, sum[q]);
+        if (++n == g.N) {
+            n = 0;
+            ++m;
+        }
+    }
 }
 
 }  // namespace fusedmlp::cuda

@@ -48,6 +48,7 @@ template <class V> V __shfl_xor_sync(unsigned, V v, int offset) {
     __syncwarp();
     return out;
 }
+inline unsigned __umulhi(unsigned a, unsigned b) { return static_cast<unsigned>((static_cast<unsigned long long>(a) * b) >> 32); }
 inline int atomicMin(int* p, int v) { static std::mutex m; std::lock_guard l(m); int old = *p; *p = std::min(old, v); return old; }
 #include <mutex>
 template <class F> void emu_launch(Dim3 grid, unsigned threads, F body) {
