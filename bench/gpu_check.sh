@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # On a machine with one NVIDIA GPU, from the repository root, offline: build fusedmlp with its
 # CUDA backend, run the CUDA tests (and the backend-parametrized suites' cuda cases), then the
-# GPU benchmark. Designed to finish well inside 8 minutes; every step has its own time limit
-# so that one hanging step cannot eat the rest. The whole output goes to $OUT/gpu_check.log and
-# the benchmark's JSON to $OUT/gpu_bench.json (OUT defaults to the current folder).
+# GPU benchmark, then fusedmlp alone under its tuning hooks and Nsight Compute. Designed to
+# finish well inside 8 minutes; every step has its own time limit so that one hanging step
+# cannot eat the rest. The whole output goes to $OUT/gpu_check.log, the benchmark's JSON to
+# $OUT/gpu_bench.json (OUT defaults to the current folder), every other file into
+# $OUT/gpu_check_files.tgz.
 set -o pipefail
 set -u
 
@@ -15,6 +17,10 @@ command -v nvcc >/dev/null || export PATH="$PATH:/usr/local/cuda/bin"
 ROOT="$PWD"
 BUILD="$ROOT/build/gpu-check"  # build/ is ignored by git
 START=$SECONDS
+# Which steps run: build is always first; the rest by name (GPU_CHECK_STEPS). "profile" (Nsight
+# Compute sections and source lines of each configuration's hot kernels) runs only when named.
+STEPS="${GPU_CHECK_STEPS:-tests bench hooks ncu}"
+wants() { [[ " $STEPS " == *" $1 "* ]]; }
 
 step() { echo; echo "== [$((SECONDS - START))s] $*"; }
 
@@ -30,6 +36,7 @@ main() {
   local generator=()
   command -v ninja >/dev/null && generator=(-G Ninja)
   if ! timeout 240 cmake -S "$ROOT" -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DFUSEDMLP_CUDA=ON \
+        -DCMAKE_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-80;90}" -DCMAKE_CUDA_FLAGS=-lineinfo \
         -DPython_EXECUTABLE="$(command -v "$PY")" -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" \
      || ! timeout 240 cmake --build "$BUILD" -j "$(nproc)"; then
     echo "BUILD FAILED"
@@ -39,37 +46,82 @@ main() {
   export PYTHONPATH="$ROOT/python"
   "$PY" -c "import fusedmlp.cuda_backend as c; print('cuda_available:', c.cuda_available(), c.cuda_unavailable_reason())"
 
-  step "tests/test_cuda.py"
-  timeout 150 "$PY" -m pytest -q -p no:cacheprovider --tb=short -rfE --maxfail=25 tests/test_cuda.py \
-    --junitxml="$OUT/test_cuda.xml" || status=1
+  if wants tests; then
+    step "tests/test_cuda.py"
+    timeout 150 "$PY" -m pytest -q -p no:cacheprovider --tb=short -rfE --maxfail=25 tests/test_cuda.py \
+      --junitxml="$OUT/test_cuda.xml"
+    local tests_rc=$?
+    [ "$tests_rc" -ne 0 ] && status=1
+    if [ "$tests_rc" -eq 124 ]; then
+      # A kernel that hangs would hang every later step too: keep the time for a rerun.
+      echo "CUDA TESTS TIMED OUT: stopping here"
+      return 1
+    fi
 
-  step "backend-parametrized suites, cuda cases"
-  timeout 90 "$PY" -m pytest -q -p no:cacheprovider --tb=short -rfE --maxfail=25 tests -k cuda \
-    --ignore=tests/test_cuda.py
-  local rc=$?
-  # 5: no test selected (the suites do not know the cuda backend yet)
-  [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ] && status=1
+    step "backend-parametrized suites, cuda cases"
+    timeout 90 "$PY" -m pytest -q -p no:cacheprovider --tb=short -rfE --maxfail=25 tests -k cuda \
+      --ignore=tests/test_cuda.py
+    local rc=$?
+    # 5: no test selected (the suites do not know the cuda backend yet)
+    [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ] && status=1
+  fi
 
-  step "GPU benchmark"
-  # GPU_BENCH_ARGS: extra arguments, e.g. --dry-run to rehearse this script without a GPU
-  XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 240 "$PY" bench/gpu_bench.py --out "$OUT/gpu_bench.json" \
-    ${GPU_BENCH_ARGS:-} || status=1
+  if wants bench; then
+    step "GPU benchmark"
+    # GPU_BENCH_ARGS: extra arguments, e.g. --dry-run to rehearse this script without a GPU
+    XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 240 "$PY" bench/gpu_bench.py --out "$OUT/gpu_bench.json" \
+      ${GPU_BENCH_ARGS:-} || status=1
+  fi
 
   # fusedmlp alone under the CUDA backend's tuning hooks (README, build notes), to compare with
-  # the defaults above in the same session: the tile shapes and K splits of the tiled GEMMs,
-  # and the fused kernel's rows per block. GPU_CHECK_AB=0 skips it.
-  if [ "${GPU_CHECK_AB:-1}" = 1 ]; then
+  # the defaults above in the same session. GPU_CHECK_HOOKS: "VARIABLE=value@config,config ...".
+  if wants hooks; then
     step "tuning hooks, fusedmlp only"
-    local variant
-    for variant in FUSEDMLP_CUDA_SPLIT=1 FUSEDMLP_CUDA_TILE=128 FUSEDMLP_CUDA_TILE=64 FUSEDMLP_CUDA_TILE=64w; do
+    local hooks="${GPU_CHECK_HOOKS:-FUSEDMLP_CUDA_PLAN_WARPS=16@mnist,wide,huge FUSEDMLP_CUDA_PLAN_WARPS=24@mnist,wide
+      FUSEDMLP_CUDA_TILE=64w@mnist,wide,huge FUSEDMLP_CUDA_SPLIT=1@mnist,wide FUSEDMLP_CUDA_FUSED_ROWS=16@small,narrow}"
+    local hook variant configs
+    for hook in $hooks; do
+      variant="${hook%@*}" configs="${hook#*@}"
       echo "-- $variant"
-      env "$variant" timeout 60 "$PY" bench/gpu_bench.py --methods fusedmlp --only mnist,wide,huge \
-        --out "$OUT/gpu_bench_$(echo "${variant#FUSEDMLP_CUDA_}" | tr "=A-Z" "_a-z").json" ${GPU_BENCH_ARGS:-} | grep -v '^wrote' || status=1
+      env "$variant" timeout 60 "$PY" bench/gpu_bench.py --methods fusedmlp --only "$configs" \
+        --out "$OUT/gpu_bench_$(echo "${variant#FUSEDMLP_CUDA_}" | tr "=A-Z" "_a-z").json" ${GPU_BENCH_ARGS:-} \
+        | grep -v '^wrote' || status=1
     done
-    for variant in FUSEDMLP_CUDA_FUSED_ROWS=8 FUSEDMLP_CUDA_FUSED_ROWS=16 FUSEDMLP_CUDA_FUSED_ROWS=32; do
-      echo "-- $variant"
-      env "$variant" timeout 40 "$PY" bench/gpu_bench.py --methods fusedmlp --only small,narrow \
-        --out "$OUT/gpu_bench_$(echo "${variant#FUSEDMLP_CUDA_}" | tr "=A-Z" "_a-z").json" ${GPU_BENCH_ARGS:-} | grep -v '^wrote' || status=1
+  fi
+
+  # Per-kernel durations of one epoch's steps after the warm-up epoch, under Nsight Compute, where
+  # the machine has it: what the tiled path's planner and the fused tile sizes are tuned from.
+  # ncu runs kernels one at a time with cold caches: short kernels read longer than in a graph.
+  local name skip count
+  if wants ncu && command -v ncu >/dev/null; then
+    step "kernel times (ncu)"
+    for spec in ${GPU_CHECK_NCU:-tiny:1:2 small:2100:8 narrow:130:8 mnist:1000:40 wide:2000:40 huge:70:30}; do
+      IFS=: read -r name skip count <<<"$spec"
+      timeout 45 ncu --clock-control none --metrics gpu__time_duration.sum --launch-skip "$skip" \
+        --launch-count "$count" --csv --print-units base "$PY" bench/gpu_bench.py --methods fusedmlp \
+        --only "$name" --max-epochs 1 --min-seconds 0 --out /dev/null >"$OUT/ncu_$name.csv" 2>&1 \
+        || echo "ncu on $name: exit status $?"
+    done
+  fi
+
+  # Nsight Compute's throughput, stall and memory sections for one launch of each distinct kernel
+  # of a step, into $OUT/profile_<config>.txt, and the fused kernels' instructions and stall
+  # samples per source line (the build has -lineinfo) into $OUT/source_<config>.csv.
+  if wants profile && command -v ncu >/dev/null; then
+    step "kernel profiles (ncu sections)"
+    local sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis
+                    --section LaunchStats --section Occupancy --section SchedulerStats --section WarpStateStats
+                    --section SourceCounters --section InstructionStats)
+    for spec in ${GPU_CHECK_PROFILE:-tiny:1:1 small:2100:2 narrow:130:2 mnist:1000:15 wide:2000:15 huge:70:3}; do
+      IFS=: read -r name skip count <<<"$spec"
+      timeout 40 ncu --clock-control none "${sections[@]}" --launch-skip "$skip" --launch-count "$count" \
+        -o "$ROOT/build/profile_$name" -f "$PY" bench/gpu_bench.py --methods fusedmlp --only "$name" \
+        --max-epochs 1 --min-seconds 0 --out /dev/null >/dev/null 2>&1 || echo "ncu on $name: exit status $?"
+      ncu -i "$ROOT/build/profile_$name.ncu-rep" --page details >"$OUT/profile_$name.txt" 2>&1
+      case "$name" in tiny | small | narrow)
+        timeout 20 ncu -i "$ROOT/build/profile_$name.ncu-rep" --page source --csv --print-source cuda \
+          >"$OUT/source_$name.csv" 2>&1 || echo "ncu source page on $name: exit status $?" ;;
+      esac
     done
   fi
 
@@ -85,3 +137,9 @@ main() {
 }
 
 main 2>&1 | tee "$OUT/gpu_check.log"
+rc=${PIPESTATUS[0]}
+# The device tool returns at most 8 files: everything but the log and the benchmark's JSON goes
+# into one archive.
+(cd "$OUT" && extras=$(ls | grep -v -e '^gpu_check.log$' -e '^gpu_bench.json$' -e '^gpu_check_files.tgz$') \
+  && [ -n "$extras" ] && tar czf gpu_check_files.tgz --remove-files $extras)
+exit "$rc"
