@@ -77,8 +77,9 @@ main() {
   # the defaults above in the same session. GPU_CHECK_HOOKS: "VARIABLE=value@config,config ...".
   if wants hooks; then
     step "tuning hooks, fusedmlp only"
-    local hooks="${GPU_CHECK_HOOKS:-FUSEDMLP_CUDA_PLAN_WARPS=16@mnist,wide,huge FUSEDMLP_CUDA_PLAN_WARPS=24@mnist,wide
-      FUSEDMLP_CUDA_TILE=64w@mnist,wide,huge FUSEDMLP_CUDA_SPLIT=1@mnist,wide FUSEDMLP_CUDA_FUSED_ROWS=16@small,narrow}"
+    local hooks="${GPU_CHECK_HOOKS:-FUSEDMLP_CUDA_PLAN_WARPS=8@mnist,wide,huge FUSEDMLP_CUDA_PLAN_WARPS=24@mnist,wide
+      FUSEDMLP_CUDA_TILE=64w@mnist,wide,huge FUSEDMLP_CUDA_SPLIT=1@mnist,wide FUSEDMLP_CUDA_EPOCH_THREADS=256@tiny
+      FUSEDMLP_CUDA_FUSED_ROWS=16@small,narrow}"
     local hook variant configs
     for hook in $hooks; do
       variant="${hook%@*}" configs="${hook#*@}"
@@ -114,13 +115,19 @@ main() {
                     --section SourceCounters --section InstructionStats)
     for spec in ${GPU_CHECK_PROFILE:-tiny:1:1 small:2100:2 narrow:130:2 mnist:1000:15 wide:2000:15 huge:70:3}; do
       IFS=: read -r name skip count <<<"$spec"
-      timeout 40 ncu --clock-control none "${sections[@]}" --launch-skip "$skip" --launch-count "$count" \
+      # The fused configurations with every section (--set full), which the per-line counters need:
+      # with the sections above alone, the source page (tried 2026-11-26) held no metric columns.
+      local set=("${sections[@]}")
+      case "$name" in tiny | small | narrow) set=(--set full --import-source yes) ;; esac
+      timeout 40 ncu --clock-control none "${set[@]}" --launch-skip "$skip" --launch-count "$count" \
         -o "$ROOT/build/profile_$name" -f "$PY" bench/gpu_bench.py --methods fusedmlp --only "$name" \
         --max-epochs 1 --min-seconds 0 --out /dev/null >/dev/null 2>&1 || echo "ncu on $name: exit status $?"
       ncu -i "$ROOT/build/profile_$name.ncu-rep" --page details >"$OUT/profile_$name.txt" 2>&1
       case "$name" in tiny | small | narrow)
         timeout 20 ncu -i "$ROOT/build/profile_$name.ncu-rep" --page source --csv --print-source cuda \
-          >"$OUT/source_$name.csv" 2>&1 || echo "ncu source page on $name: exit status $?" ;;
+          >"$OUT/source_$name.csv" 2>&1 || echo "ncu source page on $name: exit status $?"
+        timeout 20 ncu -i "$ROOT/build/profile_$name.ncu-rep" --page source --csv --print-source sass \
+          >"$OUT/sass_$name.csv" 2>&1 || echo "ncu sass page on $name: exit status $?" ;;
       esac
     done
   fi
