@@ -672,7 +672,8 @@ struct CudaMlp<T>::Impl {
                 e.momentum[p] = momentum[p].get();
             }
             const std::size_t smem = static_cast<std::size_t>(f.s.total) * sizeof(T);
-            if (epoch_threads == 512) {
+            // The block the layout's products were planned for.
+            if (f.s.threads == 512) {
                 fused_epoch_kernel<T, 512><<<1, 512, smem, stream>>>(f, e);
             } else {
                 fused_epoch_kernel<T, 256><<<1, 256, smem, stream>>>(f, e);

@@ -36,10 +36,7 @@ namespace fusedmlp::cuda {
 
 constexpr int kFusedMaxLayers = 16;
 constexpr int kFusedMaxWidth = 128;
-constexpr int kFusedThreads = 256;  // fused_mlp_kernel's block
-// fused_epoch_kernel's block: 256 threads, or 512 (twice the warps to hide the latency of the
-// one SM it runs on, where each product then splits its sums more ways).
-constexpr int kFusedEpochThreads[] = {256, 512};
+constexpr int kFusedThreads = 256;  // fused_mlp_kernel's block; fused_epoch_kernel's is 256 or 512
 // Batch rows per block: a tile of 32 rows by default; 16 or 8 spread a small batch over more
 // SMs. At most 32: fused_loss sums the rows' losses in one warp.
 constexpr int kFusedMaxRows = 32;
