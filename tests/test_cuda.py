@@ -341,6 +341,31 @@ def test_epoch_kernel_of_each_block_size_matches_reference(threads, momentum, dt
 
 
 @needs_gpu
+@pytest.mark.parametrize("threads", ["256", "512"])
+@pytest.mark.parametrize("sizes,dtype", [([9, 40, 24, 6], np.float32), ([9, 40, 24, 6], np.float64),
+                                         ([128, 128, 128, 127], np.float32)])
+def test_step_kernel_of_each_block_size_matches_reference(threads, sizes, dtype, monkeypatch):
+    # fused_mlp_kernel on either block with each of its sinks: the gradient of one tile and of two
+    # (summed across blocks), and training on batches of several tiles. [128, 128, 128, 127] holds
+    # one layer's parameters in shared memory at a time, which also keeps its batches of one tile
+    # off the epoch kernel: they update the parameters from fused_mlp_kernel.
+    monkeypatch.setenv("FUSEDMLP_CUDA_STEP_THREADS", threads)
+    rel = 1e-12 if dtype == np.float64 else 1e-5
+    net, weights, biases = make_net(sizes, "gelu", "cross_entropy", dtype, "fused")
+    for n in (20, 37):
+        X, y = make_data(sizes, "cross_entropy", n, dtype, seed=n)
+        assert_loss_and_grad_match_reference(net, weights, biases, "gelu", "cross_entropy", X, y, dtype, rel)
+    X, y = make_data(sizes, "cross_entropy", 90, dtype)
+    for batch_size in (70, 20) if sizes[1] == 128 else (70,):
+        net, weights, biases = make_net(sizes, "gelu", "cross_entropy", dtype, "fused")
+        orders, lrs = epoch_plan(90, batch_size, False, 2, 0.1)
+        want_w, want_b, want_losses = reference_epochs(weights, biases, "gelu", "cross_entropy", X, y, orders, lrs,
+                                                       batch_size, False, 0.9, True, 1e-3)
+        step_losses = [net.train_epoch(X, y, o, batch_size, False, r, 0.9, True, 1e-3)[0] for o, r in zip(orders, lrs)]
+        assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+
+
+@needs_gpu
 @pytest.mark.parametrize("graphs", ["1", "0"])
 @pytest.mark.parametrize("sizes", [[20, 64, 64, 4], [20, 200, 4]])
 def test_bit_identical_run_to_run_with_and_without_graphs(sizes, graphs, monkeypatch):
@@ -452,3 +477,28 @@ def test_split_gemms_bit_identical_run_to_run_with_and_without_graphs(graphs, mo
     np.testing.assert_array_equal(results[0][0], results[1][0])
     for a, b in zip(results[0][1], results[1][1]):
         np.testing.assert_array_equal(a, b)
+
+
+@needs_gpu
+@pytest.mark.parametrize("tile,dtype", [("128", np.float32), ("64", np.float32), ("64w", np.float32),
+                                        ("128", np.float64)])
+@pytest.mark.parametrize("sizes", GEMM_SIZES)
+def test_split_finished_in_the_gemm_kernel_is_bit_identical_to_the_finish_kernel(sizes, tile, dtype, monkeypatch):
+    # FUSEDMLP_CUDA_SPLIT_FINISH=inline: the last block of each output tile adds the ranges, in
+    # the order and with the formulas of splitk_finish_kernel; the tiles' counters must be back
+    # at zero after every launch, or the next step's sums would finish early or never.
+    monkeypatch.setenv("FUSEDMLP_CUDA_TILE", tile)
+    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", "3")
+    X, y = make_data(sizes, "cross_entropy", 150, dtype)
+    orders, lrs = epoch_plan(150, 64, False, 2, 0.05)
+    results = []
+    for finish in ["kernel", "inline"]:
+        monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT_FINISH", finish)
+        net, weights, biases = make_net(sizes, "gelu", "cross_entropy", dtype, "tiled")
+        value, dW, db = net.loss_and_grad(X, y)
+        losses = [net.train_epoch(X, y, o, 64, False, r, 0.9, True, 1e-4)[0] for o, r in zip(orders, lrs)]
+        results.append([np.array([value])] + dW + db + losses + sum(net.get_parameters(), []) + [net.logits(X[:37])])
+    for kernel_result, inline_result in zip(*results):
+        np.testing.assert_array_equal(inline_result, kernel_result)
+    want_value, _, _ = reference.network_loss_and_grad(weights, biases, "gelu", "cross_entropy", X, y)
+    assert results[1][0][0] == pytest.approx(want_value, rel=1e-5)

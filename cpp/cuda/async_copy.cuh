@@ -27,13 +27,13 @@ __device__ __forceinline__ void async_copy_element(T* shared_dst, const T* globa
 // 16 bytes (both addresses 16-byte aligned): a quarter of the instructions of four floats'
 // element copies. cp.async.cg: bypasses L1, which the copied data never revisits.
 __device__ __forceinline__ void async_copy_16(void* shared_dst, const void* global_src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     check_aligned16(shared_dst);
     check_aligned16(global_src);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(shared_dst));
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(global_src) : "memory");
 #else
-    *static_cast<float4*>(shared_dst) = *static_cast<const float4*>(global_src);
+    copy_16(shared_dst, global_src);
 #endif
 }
 

@@ -125,14 +125,28 @@ int epoch_threads_setting() {
     return threads == 256 || threads == 512 ? threads : kDefaultEpochThreads;
 }
 
+// FUSEDMLP_CUDA_STEP_THREADS=256 or 512: the threads of fused_mlp_kernel's block (tuning and
+// tests); else kFusedThreads. Not yet measured on a GPU: 512 is what helped the epoch kernel,
+// and fused_mlp_kernel is as latency-bound (narrow: one 8-warp block per SM).
+int step_threads_setting() {
+    const char* value = std::getenv("FUSEDMLP_CUDA_STEP_THREADS");
+    const int threads = value == nullptr ? 0 : std::atoi(value);
+    return threads == 256 || threads == 512 ? threads : kFusedThreads;
+}
+
 // Test and tuning hooks: FUSEDMLP_CUDA_TILE=128, 64 or 64w forces one tile shape of the float
 // GEMMs; FUSEDMLP_CUDA_SPLIT=s splits every product whose K allows it into (about) s ranges of
 // K; FUSEDMLP_CUDA_PLAN_WARPS=w plans as if an SM needed w resident warps to run at full rate
-// (the cost model's kSaturatingWarps, below).
+// (the cost model's kSaturatingWarps, below); FUSEDMLP_CUDA_SPLIT_FINISH=inline adds a split
+// product's ranges in the GEMM kernel itself (GemmArgs::tile_arrivals) instead of in
+// splitk_finish_kernel. Not yet measured on a GPU: it saves a launch per split product (mnist and
+// wide have several per step, each finish kernel 5 to 7 us under ncu), while one block per
+// output tile then reads all of its ranges alone.
 struct GemmOverride {
     int tile = -1;   // a GemmTileId, -1: chosen per product
     int splits = 0;  // 0: chosen per product
     double saturating_warps = 0;  // 0: kSaturatingWarps
+    bool inline_finish = false;
 };
 
 GemmOverride gemm_override() {
@@ -144,6 +158,7 @@ GemmOverride gemm_override() {
     }
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
+    if (const char* finish = std::getenv("FUSEDMLP_CUDA_SPLIT_FINISH")) o.inline_finish = std::strcmp(finish, "inline") == 0;
     return o;
 }
 
@@ -233,6 +248,20 @@ long long split_workspace_bound(long long M, long long N, long long K, int sms) 
     return std::min(split_limit(sms), kMaxSplits * M * N);
 }
 
+// Output tiles of an M x N product in the smallest tile shape (64 x 64): the most counters an
+// in-kernel split finish needs (GemmArgs::tile_arrivals).
+long long split_tiles_bound(long long M, long long N) { return ceil_div(M, 64) * ceil_div(N, 64); }
+
+// Where split products put their K ranges, and their tiles' arrival counters (all zero between
+// launches).
+template <class T>
+struct SplitWorkspace {
+    T* ranges = nullptr;
+    std::size_t size = 0;  // elements
+    unsigned* arrivals = nullptr;
+    std::size_t tiles = 0;
+};
+
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 template <class Tile, int KIND>
@@ -244,14 +273,17 @@ void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStrea
 // One product as planned: the GEMM, and the ordered sum of its K ranges when split into
 // workspace (workspace_size elements, reserved with split_workspace_bound).
 template <int KIND, class T>
-void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaStream_t stream, int sms,
+void launch_gemm(GemmArgs<T> g, const SplitWorkspace<T>& workspace, cudaStream_t stream, int sms,
                  const GemmOverride& forced) {
     const GemmPlan plan = plan_gemm<T>(g.M, g.N, g.K, sms, forced);
     const long long count = static_cast<long long>(g.M) * g.N;
-    if (plan.splits > 1 && static_cast<std::size_t>(plan.splits * count) > workspace_size)
+    if (plan.splits > 1 && static_cast<std::size_t>(plan.splits * count) > workspace.size)
         throw std::logic_error("fusedmlp: split GEMM workspace not reserved");
     g.k_chunk = plan.chunk;
-    g.split_out = plan.splits > 1 ? workspace : nullptr;
+    g.split_out = plan.splits > 1 ? workspace.ranges : nullptr;
+    const bool inline_finish = plan.splits > 1 && forced.inline_finish &&
+                               static_cast<std::size_t>(split_tiles_bound(g.M, g.N)) <= workspace.tiles;
+    g.tile_arrivals = inline_finish ? workspace.arrivals : nullptr;
     constexpr int V = kVecWidth<T>;
     const bool rows_whole = g.N % V == 0;  // every output row starts on a vector boundary
     g.vec_a = g.lda % V == 0 && aligned16(g.a);
@@ -273,7 +305,7 @@ void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaSt
     } else {
         launch_tile<TileD64, KIND>(g, plan.splits, stream);
     }
-    if (plan.splits > 1) {
+    if (plan.splits > 1 && !inline_finish) {
         const long long per_block = 256LL * kFinishRun;
         const int blocks = static_cast<int>((count + per_block - 1) / per_block);
         splitk_finish_kernel<KIND, T><<<blocks, 256, 0, stream>>>(g, plan.splits);
@@ -341,6 +373,7 @@ struct CudaMlp<T>::Impl {
     // kernel without and with momentum, where they fit.
     static constexpr int kTileSizes = 3;
     int epoch_threads = kDefaultEpochThreads;  // fused_epoch_kernel's block
+    int step_threads = kFusedThreads;          // fused_mlp_kernel's
     FusedLayout step_layout[kTileSizes], epoch_layout[kTileSizes][2];
     bool step_ok[kTileSizes] = {}, epoch_ok[kTileSizes][2] = {};
 
@@ -357,6 +390,7 @@ struct CudaMlp<T>::Impl {
     std::vector<DeviceArray<T>> z, h;
     DeviceArray<T> dz[2];
     DeviceArray<T> split_ws;  // the K ranges of a split GEMM
+    DeviceArray<unsigned> split_arrivals;  // and its tiles' counters
     DeviceArray<double> row_loss;
     DeviceArray<T> partial;
     DeviceArray<double> partial_loss;
@@ -389,6 +423,7 @@ struct CudaMlp<T>::Impl {
         gemm_forced = gemm_override();
         fused_rows = forced_fused_rows();
         epoch_threads = epoch_threads_setting();
+        step_threads = step_threads_setting();
         check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
         for (int p = 0; p < 2; ++p) {
             params[p].grow(param_count);
@@ -417,7 +452,9 @@ struct CudaMlp<T>::Impl {
         // to the kernel, shared by every network: always set it to the most the device allows,
         // never to this network's need.
         cudaFuncAttributes step_attributes{}, epoch_attributes{};
-        check(cudaFuncGetAttributes(&step_attributes, fused_mlp_kernel<T>), "cudaFuncGetAttributes");
+        // (Every sink's instantiation of fused_mlp_kernel has the same static shared memory.)
+        check(cudaFuncGetAttributes(&step_attributes, fused_mlp_kernel<T, kSinkPartial, kFusedThreads>),
+              "cudaFuncGetAttributes");
         if (epoch_threads == 512) {
             check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T, 512>), "cudaFuncGetAttributes");
         } else {
@@ -427,7 +464,10 @@ struct CudaMlp<T>::Impl {
         const std::size_t epoch_limit = static_cast<std::size_t>(limit) - epoch_attributes.sharedSizeBytes;
         for (int i = 0; i < kTileSizes; ++i) {
             const int rows = kFusedTileRows[i];
-            step_ok[i] = plan_fused_layout(sizes, rows, kFusedThreads, sizeof(T), step_limit, false, false, false,
+            // A block of step_threads where its larger scratch fits, else of kFusedThreads.
+            step_ok[i] = plan_fused_layout(sizes, rows, step_threads, sizeof(T), step_limit, false, false, false,
+                                           step_layout[i]) ||
+                         plan_fused_layout(sizes, rows, kFusedThreads, sizeof(T), step_limit, false, false, false,
                                            step_layout[i]);
             for (int with_momentum = 0; with_momentum < 2; ++with_momentum)
                 epoch_ok[i][with_momentum] =
@@ -441,12 +481,15 @@ struct CudaMlp<T>::Impl {
             f.w_off[l] = w_off[l];
             f.b_off[l] = b_off[l];
         }
-        f.param_count = param_count;
+        f.partial_stride = fused_partial_stride(param_count);
         f.act = static_cast<int>(hidden);
         f.loss = static_cast<int>(loss);
-        check(cudaFuncSetAttribute(fused_mlp_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   static_cast<int>(step_limit)),
-              "cudaFuncSetAttribute");
+        for (auto kernel : {fused_mlp_kernel<T, kSinkPartial, 256>, fused_mlp_kernel<T, kSinkGradient, 256>,
+                            fused_mlp_kernel<T, kSinkUpdate, 256>, fused_mlp_kernel<T, kSinkPartial, 512>,
+                            fused_mlp_kernel<T, kSinkGradient, 512>, fused_mlp_kernel<T, kSinkUpdate, 512>})
+            check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(step_limit)),
+                  "cudaFuncSetAttribute");
         for (auto kernel : {fused_epoch_kernel<T, 256>, fused_epoch_kernel<T, 512>})
             check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(epoch_limit)),
@@ -474,13 +517,14 @@ struct CudaMlp<T>::Impl {
     }
 
     bool fused_fits(std::size_t rows) const {
-        return fused_on && fused_blocks(rows) * static_cast<std::size_t>(param_count) <= kMaxFusedPartial;
+        return fused_on && fused_blocks(rows) * static_cast<std::size_t>(fused_partial_stride(param_count)) <=
+                               kMaxFusedPartial;
     }
 
     void reserve(std::size_t rows, bool use_fused) {
         if (use_fused) {
             const std::size_t blocks = fused_blocks(rows);
-            if (partial.grow(blocks * param_count)) ++generation;
+            if (partial.grow(blocks * static_cast<std::size_t>(fused_partial_stride(param_count)))) ++generation;
             if (partial_loss.grow(blocks)) ++generation;
             return;
         }
@@ -494,21 +538,30 @@ struct CudaMlp<T>::Impl {
         widest = std::max(widest, sizes[0]);
         dz[0].grow(rows * widest);
         dz[1].grow(rows * widest);
-        long long split_need = 0;
+        long long split_need = 0, tiles_need = 0;
         const long long r = static_cast<long long>(rows);
         for (int l = 0; l < layers; ++l) {
             const long long fan_in = static_cast<long long>(sizes[l]), fan_out = static_cast<long long>(sizes[l + 1]);
             split_need = std::max(split_need, split_workspace_bound(r, fan_out, fan_in, sms));  // forward
             if (l > 0) split_need = std::max(split_need, split_workspace_bound(r, fan_in, fan_out, sms));  // input grad
             split_need = std::max(split_need, split_workspace_bound(fan_in + 1, fan_out, r, sms));  // weight grad
+            tiles_need = std::max({tiles_need, split_tiles_bound(r, fan_out), split_tiles_bound(r, fan_in),
+                                   split_tiles_bound(fan_in + 1, fan_out)});
         }
         if (split_need > 0) split_ws.grow(static_cast<std::size_t>(split_need));
+        if (gemm_forced.inline_finish && split_arrivals.grow(static_cast<std::size_t>(tiles_need)))
+            check(cudaMemsetAsync(split_arrivals.get(), 0, split_arrivals.size() * sizeof(unsigned), stream),
+                  "cudaMemset");
         row_loss.grow(rows);
         ws_rows = rows;
         ++generation;
     }
 
     // --- launches ---------------------------------------------------------------------------
+
+    SplitWorkspace<T> split_workspace() const {
+        return SplitWorkspace<T>{split_ws.get(), split_ws.size(), split_arrivals.get(), split_arrivals.size()};
+    }
 
     // Forward over `rows` rows of x (indexed by row_map when set) through the tiled GEMMs.
     void enqueue_forward(int rows, const T* x, const int* row_map, const T* p, const StepControl& c) {
@@ -526,7 +579,7 @@ struct CudaMlp<T>::Impl {
             g.z_out = z[l].get();
             g.h_out = l + 1 < layers ? h[l].get() : nullptr;
             g.control = c;
-            launch_gemm<kForward>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
+            launch_gemm<kForward>(g, split_workspace(), stream, sms, gemm_forced);
         }
     }
 
@@ -564,7 +617,7 @@ struct CudaMlp<T>::Impl {
                 g.h_in = h[l - 1].get();
                 g.c_out = dz[cur ^ 1].get();
                 g.control = c;
-                launch_gemm<kInputGrad>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
+                launch_gemm<kInputGrad>(g, split_workspace(), stream, sms, gemm_forced);
             }
             GemmArgs<T> g;
             g.M = static_cast<int>(sizes[l]) + 1;
@@ -578,8 +631,18 @@ struct CudaMlp<T>::Impl {
             g.w_offset = w_off[l];
             g.b_offset = b_off[l];
             g.control = c;
-            launch_gemm<kWeightGrad>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
+            launch_gemm<kWeightGrad>(g, split_workspace(), stream, sms, gemm_forced);
             cur ^= 1;
+        }
+    }
+
+    // fused_mlp_kernel on the block its layout's products were planned for.
+    template <int kSink>
+    void launch_fused_step(const FusedArgs<T>& f, int blocks, std::size_t smem) {
+        if (f.s.threads == 512) {
+            fused_mlp_kernel<T, kSink, 512><<<blocks, 512, smem, stream>>>(f);
+        } else {
+            fused_mlp_kernel<T, kSink, 256><<<blocks, 256, smem, stream>>>(f);
         }
     }
 
@@ -598,13 +661,20 @@ struct CudaMlp<T>::Impl {
         f.partial_loss = partial_loss.get();
         f.control = c;
         const int blocks = (rows + f.s.rows - 1) / f.s.rows;
-        f.sink = blocks > 1 ? kSinkPartial : update.grad_out != nullptr ? kSinkGradient : kSinkUpdate;
         f.update = update;
         const std::size_t smem = static_cast<std::size_t>(f.s.total) * sizeof(T);
-        fused_mlp_kernel<T><<<blocks, kFusedThreads, smem, stream>>>(f);
-        if (blocks == 1) return;
+        if (blocks == 1) {
+            if (update.grad_out != nullptr) {
+                launch_fused_step<kSinkGradient>(f, 1, smem);
+            } else {
+                launch_fused_step<kSinkUpdate>(f, 1, smem);
+            }
+            return;
+        }
+        launch_fused_step<kSinkPartial>(f, blocks, smem);
         ReduceArgs<T> r;
         r.partial = partial.get();
+        r.partial_stride = fused_partial_stride(param_count);
         r.blocks = blocks;
         r.param_count = param_count;
         r.weight_count = weight_count;
@@ -654,7 +724,6 @@ struct CudaMlp<T>::Impl {
             f.x = train_x.get();
             f.labels = train_labels.get();
             f.values = train_values.get();
-            f.sink = kSinkResident;
             f.update.momentum = T(config.momentum);
             f.update.weight_decay = T(config.weight_decay);
             f.update.nesterov = config.nesterov;

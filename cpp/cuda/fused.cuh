@@ -9,8 +9,9 @@
 //   tile applies its update itself.
 // - fused_epoch_kernel: a whole epoch of one-tile batches in one block. The parameters (and
 //   the momentum) stay in shared memory from the first step to the last and are updated in
-//   place; each update is also written through to the global buffer of the step (parameters
-//   double-buffered as in sgd.cuh), so that a divergent step leaves the state before it there.
+//   place; each layer, once updated, is also written through to the global buffer of the step
+//   (parameters double-buffered as in sgd.cuh), so that a divergent step leaves the state before
+//   it there.
 //   The next batch's inputs are gathered with asynchronous copies while the current one runs.
 //
 // Shared memory layout (planned on the host, FusedLayout): activations are feature-major,
@@ -36,7 +37,9 @@ namespace fusedmlp::cuda {
 
 constexpr int kFusedMaxLayers = 16;
 constexpr int kFusedMaxWidth = 128;
-constexpr int kFusedThreads = 256;  // fused_mlp_kernel's block; fused_epoch_kernel's is 256 or 512
+// fused_mlp_kernel's block by default; fused_mlp_kernel and fused_epoch_kernel are built for 256
+// and 512 threads.
+constexpr int kFusedThreads = 256;
 // Batch rows per block: a tile of 32 rows by default; 16 or 8 spread a small batch over more
 // SMs. At most 32: fused_loss sums the rows' losses in one warp.
 constexpr int kFusedMaxRows = 32;
@@ -143,14 +146,18 @@ enum FusedSink : int {
     kSinkPartial,   // this block's partial sums, for fused_reduce_kernel
     kSinkGradient,  // the gradient itself (loss_and_grad, one tile)
     kSinkUpdate,    // the SGD update, from the shared copy and global momentum into the out buffers
-    kSinkResident,  // the SGD update of the resident parameters and momentum, written through
+    kSinkResident,  // the SGD update of the resident parameters and momentum, in shared memory
 };
+
+// Elements between two blocks' partial sums: the parameters rounded up to 16 bytes' worth, so
+// that every block's partial sums start on a 16-byte boundary and go out as whole vectors.
+inline long long fused_partial_stride(long long param_count) { return (param_count + 3) / 4 * 4; }
 
 template <class T>
 struct FusedArgs {
     FusedLayout s;
     long long w_off[kFusedMaxLayers] = {}, b_off[kFusedMaxLayers] = {};  // in the flat parameters
-    long long param_count = 0;
+    long long partial_stride = 0;  // fused_partial_stride(parameters)
     int act = kIdentity, loss = kCrossEntropy;
     const T* x = nullptr;
     const int* rows = nullptr;  // batch row -> training sample (null: identity)
@@ -158,9 +165,8 @@ struct FusedArgs {
     const int* labels = nullptr;
     const T* values = nullptr;
     const T* params = nullptr;  // the flat parameters this step reads
-    T* partial = nullptr;       // per block: param_count partial gradient sums
+    T* partial = nullptr;       // per block: its partial gradient sums, partial_stride apart
     double* partial_loss = nullptr;
-    int sink = kSinkPartial;
     SgdUpdate<T> update;
     StepControl control;
 };
@@ -203,6 +209,33 @@ __device__ void fused_copy_layer(const FusedArgs<T>& f, T* sm, int l, const T* s
                 dst[j] = T(0);
             }
         }
+    }
+}
+
+// The inverse of fused_copy_layer: layer l's W and b from their shared slot (+ delta) into the
+// flat parameters dst, without the padding. The epoch kernel's write-through, once per layer
+// and step: whole 16-byte vectors where the rows allow (as fused_copy_layer), not a store per
+// parameter from the update. A warp per row.
+template <int kThreads, class T>
+__device__ void fused_store_layer(const FusedArgs<T>& f, const T* sm, int l, T* dst, int delta) {
+    const FusedLayout& s = f.s;
+    const int n_in = s.sizes[l], n_out = s.sizes[l + 1], ldw = s.ldw[l];
+    const T* W = sm + s.w[l] + delta;
+    const T* bias = sm + s.b[l] + delta;
+    T* gw = dst + f.w_off[l];
+    T* gb = dst + f.b_off[l];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    constexpr int V = 16 / static_cast<int>(sizeof(T));
+    const int vectors = n_out % V == 0 && f.w_off[l] % V == 0 && f.b_off[l] % V == 0 &&
+                                reinterpret_cast<std::uintptr_t>(dst) % 16 == 0
+                            ? n_out / V
+                            : 0;
+    for (int k = warp; k <= n_in; k += kThreads / 32) {
+        // Row n_in is the bias.
+        const T* src = k < n_in ? W + k * ldw : bias;
+        T* row = k < n_in ? gw + static_cast<long long>(k) * n_out : gb;
+        for (int v = lane; v < vectors; v += 32) copy_16(row + v * V, src + v * V);
+        for (int j = vectors * V + lane; j < n_out; j += 32) row[j] = src[j];
     }
 }
 
@@ -294,59 +327,54 @@ __device__ double fused_loss(const FusedArgs<T>& f, T* sm, int batch_rows, int v
     return group_sum(lane < s.rows ? row_loss[lane] : 0.0);
 }
 
-// What a completed gradient g of one parameter does (see FusedSink). The step's learning rate
-// and first-step flag come with it; *diverged is set when an update is not finite.
+// What a completed gradient g of one parameter does (kSink, a FusedSink: fixed per kernel, so
+// that no branch on it is left in the code that runs once per parameter). The step's learning
+// rate and first-step flag come with it; *diverged is set when an update is not finite.
 template <class T>
 struct FusedStep {
     StepControl control;
     T lr = 0;
     bool first = false;
     int* diverged = nullptr;  // the epoch kernel's shared flag
-    T* param_out = nullptr;   // the epoch kernel's write-through buffers of this step
-    T* mom_out = nullptr;
 };
 
-template <class T>
+template <int kSink, class T>
 __device__ __forceinline__ void fused_sink(const FusedArgs<T>& f, T* sm, const FusedStep<T>& step, int l,
                                            bool is_weight, int m, int n, T g) {
     const FusedLayout& s = f.s;
-    const long long index = is_weight ? f.w_off[l] + static_cast<long long>(m) * s.sizes[l + 1] + n : f.b_off[l] + n;
-    if (f.sink == kSinkPartial) {
-        f.partial[static_cast<long long>(blockIdx.x) * f.param_count + index] = g;
-        return;
-    }
-    if (f.sink == kSinkGradient) {
-        f.update.grad_out[index] = g;
-        return;
-    }
     T* p = is_weight ? sm + s.w[l] + m * s.ldw[l] + n : sm + s.b[l] + n;
     const SgdUpdate<T>& u = f.update;
-    if (f.sink == kSinkUpdate) {
+    if constexpr (kSink == kSinkPartial || kSink == kSinkGradient) {
+        // Into the parameter's own shared slot, which no product of the step reads any more; the
+        // kernel then writes the whole layer out (fused_store_layer).
+        *p = g;
+    } else if constexpr (kSink == kSinkResident) {
+        // Shared memory only: the epoch kernel writes each layer through once it is complete.
+        if (is_weight && u.weight_decay != T(0)) g = g + u.weight_decay * *p;
+        T direction = g;
+        if (u.momentum != T(0)) {
+            T* mp = p + s.momentum_delta;
+            const T b = step.first ? g : u.momentum * *mp + g;
+            *mp = b;
+            direction = u.nesterov ? g + u.momentum * b : b;
+        }
+        const T updated = *p - step.lr * direction;
+        *p = updated;
+        if (!dev_isfinite(updated)) {
+            *step.diverged = 1;
+            mark_diverged(step.control);
+        }
+    } else {
+        static_assert(kSink == kSinkUpdate, "a FusedSink");
+        const long long index = is_weight ? f.w_off[l] + static_cast<long long>(m) * s.sizes[l + 1] + n : f.b_off[l] + n;
         const T m_in = u.momentum != T(0) ? u.mom_in[index] : T(0);
         apply_gradient_to(u, step.control, index, g, is_weight, *p, m_in, step.lr, step.first);
-        return;
-    }
-    if (is_weight && u.weight_decay != T(0)) g = g + u.weight_decay * *p;
-    T direction = g;
-    if (u.momentum != T(0)) {
-        T* mp = p + s.momentum_delta;
-        const T b = step.first ? g : u.momentum * *mp + g;
-        *mp = b;
-        step.mom_out[index] = b;
-        direction = u.nesterov ? g + u.momentum * b : b;
-    }
-    const T updated = *p - step.lr * direction;
-    *p = updated;
-    step.param_out[index] = updated;
-    if (!dev_isfinite(updated)) {
-        *step.diverged = 1;
-        mark_diverged(step.control);
     }
 }
 
 // Layer l backward, given dz of its output: dz of its input (l > 0) written over der[l], then
 // the weight and bias gradients into the sink. Contains barriers; ends with one.
-template <int kThreads, class T>
+template <int kSink, int kThreads, class T>
 __device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedStep<T>& step, int l, const T* input) {
     const FusedLayout& s = f.s;
     const T* dz = sm + (l + 1 == s.layers ? s.act[s.layers] : s.der[l + 1]);
@@ -372,7 +400,7 @@ __device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedSt
 #pragma unroll
             for (int q = 0; q < 4; ++q) {
                 const int n = n0 + q * n_step;
-                if (n < n_out) fused_sink(f, sm, step, l, true, m, n, v[q]);
+                if (n < n_out) fused_sink<kSink>(f, sm, step, l, true, m, n, v[q]);
             }
         });
     for (int n = threadIdx.x; n < n_out; n += kThreads) {
@@ -385,13 +413,14 @@ __device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedSt
             sum += v[2];
             sum += v[3];
         }
-        fused_sink(f, sm, step, l, false, 0, n, sum);
+        fused_sink<kSink>(f, sm, step, l, false, 0, n, sum);
     }
     __syncthreads();
 }
 
-// One step on one batch tile of `rows` rows (blockIdx.x).
-template <int kThreads, class T>
+// One step on one batch tile of `rows` rows (blockIdx.x); kSink: kSinkPartial for a batch of
+// several tiles, else kSinkGradient or kSinkUpdate.
+template <int kSink, int kThreads, class T>
 __device__ void fused_tile_step(const FusedArgs<T>& f) {
     if (step_skipped(f.control)) return;
     extern __shared__ __align__(16) unsigned char fused_smem[];
@@ -425,9 +454,9 @@ __device__ void fused_tile_step(const FusedArgs<T>& f) {
         __syncthreads();
     }
     const double total = fused_loss<kThreads>(f, sm, f.batch_rows, valid, row_sample, row_label, row_loss);
-    const bool updates = f.sink == kSinkUpdate;
+    constexpr bool updates = kSink == kSinkUpdate;
     if (threadIdx.x == 0) {
-        if (f.sink == kSinkPartial) {
+        if constexpr (kSink == kSinkPartial) {
             f.partial_loss[blockIdx.x] = total;
         } else {
             const double value = total / loss_divisor(f.loss, f.batch_rows, s.sizes[s.layers]);
@@ -450,13 +479,18 @@ __device__ void fused_tile_step(const FusedArgs<T>& f) {
             async_copy_wait_all();
             __syncthreads();
         }
-        fused_backward_layer<kThreads>(f, sm, step, l, sm + s.act[l]);
+        fused_backward_layer<kSink, kThreads>(f, sm, step, l, sm + s.act[l]);
+        if constexpr (kSink == kSinkPartial || kSink == kSinkGradient) {
+            T* out = kSink == kSinkPartial ? f.partial + blockIdx.x * f.partial_stride : f.update.grad_out;
+            fused_store_layer<kThreads>(f, sm, l, out, 0);
+            if (s.staged) __syncthreads();  // read before the next layer's parameters replace it
+        }
     }
 }
 
-template <class T>
-__global__ void __launch_bounds__(kFusedThreads, 1) fused_mlp_kernel(const FusedArgs<T> f) {
-    fused_tile_step<kFusedThreads>(f);
+template <class T, int kSink, int kThreads>
+__global__ void __launch_bounds__(kThreads, 1) fused_mlp_kernel(const FusedArgs<T> f) {
+    fused_tile_step<kSink, kThreads>(f);
 }
 
 // A whole epoch whose every batch fits one tile (batch_size <= rows), run by one block.
@@ -514,8 +548,6 @@ __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArg
         step.lr = T(base.control.lrs[step_index]);
         step.first = step_index == 0 && !started;
         step.diverged = &diverged;
-        step.param_out = e.params[cur ^ 1];
-        step.mom_out = e.momentum[cur ^ 1];
         T* input = sm + (cur == 0 ? s.act[0] : s.input2);
         T* next_input = sm + (cur == 0 ? s.input2 : s.act[0]);
 
@@ -535,7 +567,13 @@ __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArg
         // fused_loss's barrier made the next samples visible: gather their inputs meanwhile.
         if (has_next) fused_gather_inputs<kThreads>(f, next_input, row_sample[cur ^ 1], true);
         async_copy_commit();
-        for (int l = s.layers - 1; l >= 0; --l) fused_backward_layer<kThreads>(f, sm, step, l, l == 0 ? input : sm + s.act[l]);
+        for (int l = s.layers - 1; l >= 0; --l) {
+            fused_backward_layer<kSinkResident, kThreads>(f, sm, step, l, l == 0 ? input : sm + s.act[l]);
+            // Layer l is complete (fused_backward_layer ends with a barrier) and no later layer
+            // of the step changes it.
+            fused_store_layer<kThreads>(f, sm, l, e.params[cur ^ 1], 0);
+            if (momentum) fused_store_layer<kThreads>(f, sm, l, e.momentum[cur ^ 1], s.momentum_delta);
+        }
         if (t < s.rows) row_label[cur ^ 1][t] = next_label;
         async_copy_wait_all();
         __syncthreads();
@@ -546,6 +584,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArg
 template <class T>
 struct ReduceArgs {
     const T* partial = nullptr;
+    long long partial_stride = 0;
     int blocks = 0;
     long long param_count = 0, weight_count = 0;  // weights first, then biases
     const double* partial_loss = nullptr;
@@ -570,7 +609,7 @@ __global__ void __launch_bounds__(kReduceThreads) fused_reduce_kernel(const Redu
         T part[kReduceBatch];
 #pragma unroll
         for (int j = 0; j < kReduceBatch; ++j)
-            if (b0 + j < a.blocks) part[j] = a.partial[static_cast<long long>(b0 + j) * a.param_count + p];
+            if (b0 + j < a.blocks) part[j] = a.partial[static_cast<long long>(b0 + j) * a.partial_stride + p];
 #pragma unroll
         for (int j = 0; j < kReduceBatch; ++j)
             if (b0 + j < a.blocks) g += part[j];

@@ -3,6 +3,8 @@
 // emulator (cpp/cuda/emulation) the check aborts instead.
 #pragma once
 
+#include <cuda_runtime.h>
+
 #include <cstdint>
 #include <cstdlib>
 
@@ -15,6 +17,13 @@ __device__ __forceinline__ void check_aligned16(const T* p) {
 #else
     (void)p;
 #endif
+}
+
+// 16 bytes from src to dst (both 16-byte aligned) as one 128-bit load and store.
+__device__ __forceinline__ void copy_16(void* dst, const void* src) {
+    check_aligned16(dst);
+    check_aligned16(src);
+    *static_cast<float4*>(dst) = *static_cast<const float4*>(src);
 }
 
 }  // namespace fusedmlp::cuda

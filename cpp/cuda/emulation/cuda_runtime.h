@@ -49,8 +49,12 @@ template <class V> V __shfl_xor_sync(unsigned, V v, int offset) {
     return out;
 }
 inline unsigned __umulhi(unsigned a, unsigned b) { return static_cast<unsigned>((static_cast<unsigned long long>(a) * b) >> 32); }
-inline int atomicMin(int* p, int v) { static std::mutex m; std::lock_guard l(m); int old = *p; *p = std::min(old, v); return old; }
 #include <mutex>
+inline int atomicMin(int* p, int v) { static std::mutex m; std::lock_guard l(m); int old = *p; *p = std::min(old, v); return old; }
+inline unsigned atomicAdd(unsigned* p, unsigned v) { static std::mutex m; std::lock_guard l(m); unsigned old = *p; *p = old + v; return old; }
+// One block runs at a time: every write of an earlier block is already visible.
+inline void __threadfence() {}
+template <class V> V __ldcg(const V* p) { return *p; }
 template <class F> void emu_launch(Dim3 grid, unsigned threads, F body) {
     blockDim = {threads, 1, 1}; gridDim = grid;
     for (unsigned bz = 0; bz < std::max(grid.z, 1u); ++bz)
