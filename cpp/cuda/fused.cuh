@@ -213,9 +213,10 @@ __device__ void fused_copy_layer(const FusedArgs<T>& f, T* sm, int l, const T* s
 }
 
 // The inverse of fused_copy_layer: layer l's W and b from their shared slot (+ delta) into the
-// flat parameters dst, without the padding. The epoch kernel's write-through, once per layer
-// and step: whole 16-byte vectors where the rows allow (as fused_copy_layer), not a store per
-// parameter from the update. A warp per row.
+// flat parameters dst, without the padding. How a completed layer leaves a fused kernel (the
+// epoch kernel's updated parameters and momentum, fused_mlp_kernel's gradients and partial
+// sums): whole 16-byte vectors where the rows allow, as in fused_copy_layer, not a store per
+// parameter with its own index arithmetic. A warp per row.
 template <int kThreads, class T>
 __device__ void fused_store_layer(const FusedArgs<T>& f, const T* sm, int l, T* dst, int delta) {
     const FusedLayout& s = f.s;
