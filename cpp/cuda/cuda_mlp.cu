@@ -517,14 +517,13 @@ struct CudaMlp<T>::Impl {
     }
 
     bool fused_fits(std::size_t rows) const {
-        return fused_on && fused_blocks(rows) * static_cast<std::size_t>(fused_partial_stride(param_count)) <=
-                               kMaxFusedPartial;
+        return fused_on && fused_blocks(rows) * static_cast<std::size_t>(fused_layout.partial_stride) <= kMaxFusedPartial;
     }
 
     void reserve(std::size_t rows, bool use_fused) {
         if (use_fused) {
             const std::size_t blocks = fused_blocks(rows);
-            if (partial.grow(blocks * static_cast<std::size_t>(fused_partial_stride(param_count)))) ++generation;
+            if (partial.grow(blocks * static_cast<std::size_t>(fused_layout.partial_stride))) ++generation;
             if (partial_loss.grow(blocks)) ++generation;
             return;
         }
@@ -674,7 +673,7 @@ struct CudaMlp<T>::Impl {
         launch_fused_step<kSinkPartial>(f, blocks, smem);
         ReduceArgs<T> r;
         r.partial = partial.get();
-        r.partial_stride = fused_partial_stride(param_count);
+        r.partial_stride = f.partial_stride;
         r.blocks = blocks;
         r.param_count = param_count;
         r.weight_count = weight_count;
