@@ -341,6 +341,27 @@ def test_epoch_kernel_of_each_block_size_matches_reference(threads, momentum, dt
 
 
 @needs_gpu
+@pytest.mark.parametrize("blocks,dtype,carveout", [(150, np.float32, "default"), (150, np.float64, "default"),
+                                                   (3, np.float32, "max")])
+def test_partial_sums_of_many_or_few_blocks_match_reference(blocks, dtype, carveout, monkeypatch):
+    # fused_reduce_kernel: its warps each add a range of the blocks' partial sums (150 blocks of
+    # 8 rows: ranges of 19, more than one round of loads; 3 blocks: most warps have none), and
+    # 1,534 parameters end inside a 16-byte vector. FUSEDMLP_CUDA_CARVEOUT=max changes no result.
+    monkeypatch.setenv("FUSEDMLP_CUDA_FUSED_ROWS", "8")
+    monkeypatch.setenv("FUSEDMLP_CUDA_CARVEOUT", carveout)
+    sizes = [9, 40, 24, 6]
+    batch_size = 8 * blocks
+    n = batch_size + 8 * (blocks // 2) + 5  # the last batch partial, its last tile too
+    net, weights, biases = make_net(sizes, "gelu", "cross_entropy", dtype, "fused")
+    X, y = make_data(sizes, "cross_entropy", n, dtype)
+    orders, lrs = epoch_plan(n, batch_size, False, 1, 0.1)
+    want_w, want_b, want_losses = reference_epochs(weights, biases, "gelu", "cross_entropy", X, y, orders, lrs,
+                                                   batch_size, False, 0.9, True, 1e-3)
+    step_losses = [net.train_epoch(X, y, o, batch_size, False, r, 0.9, True, 1e-3)[0] for o, r in zip(orders, lrs)]
+    assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+
+
+@needs_gpu
 @pytest.mark.parametrize("threads", ["256", "512"])
 @pytest.mark.parametrize("sizes,dtype", [([9, 40, 24, 6], np.float32), ([9, 40, 24, 6], np.float64),
                                          ([128, 128, 128, 127], np.float32)])
@@ -479,26 +500,36 @@ def test_split_gemms_bit_identical_run_to_run_with_and_without_graphs(graphs, mo
         np.testing.assert_array_equal(a, b)
 
 
+
+
 @needs_gpu
-@pytest.mark.parametrize("tile,dtype", [("128", np.float32), ("64", np.float32), ("64w", np.float32),
-                                        ("128", np.float64)])
-@pytest.mark.parametrize("sizes", GEMM_SIZES)
-def test_split_finished_in_the_gemm_kernel_is_bit_identical_to_the_finish_kernel(sizes, tile, dtype, monkeypatch):
-    # FUSEDMLP_CUDA_SPLIT_FINISH=inline: the last block of each output tile adds the ranges, in
-    # the order and with the formulas of splitk_finish_kernel; the tiles' counters must be back
-    # at zero after every launch, or the next step's sums would finish early or never.
-    monkeypatch.setenv("FUSEDMLP_CUDA_TILE", tile)
-    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", "3")
-    X, y = make_data(sizes, "cross_entropy", 150, dtype)
-    orders, lrs = epoch_plan(150, 64, False, 2, 0.05)
-    results = []
-    for finish in ["kernel", "inline"]:
-        monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT_FINISH", finish)
-        net, weights, biases = make_net(sizes, "gelu", "cross_entropy", dtype, "tiled")
+@pytest.mark.parametrize("path,batch_size,split", [("fused", 70, "0"), ("fused", 20, "0"), ("tiled", 64, "3")])
+@pytest.mark.parametrize("graphs", ["1", "0"])
+def test_dependent_launches_change_no_result(path, batch_size, split, graphs, monkeypatch):
+    # FUSEDMLP_CUDA_PDL=1: every kernel of a step may be scheduled while its predecessor runs and
+    # waits for it before reading anything; a kernel that read too early would see the previous
+    # step's values. Training (a divergent epoch too), the gradient and inference, bit for bit.
+    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", split)
+    monkeypatch.setenv("FUSEDMLP_CUDA_GRAPHS", graphs)
+    sizes = [9, 40, 24, 6] if path == "fused" else GEMM_SIZES[0]
+    X, y = make_data(sizes, "cross_entropy", 150, np.float32)
+    orders, lrs = epoch_plan(150, batch_size, False, 2, 0.1)
+    diverging = np.full(len(lrs[0]), 0.1)
+    diverging[2] = np.inf
+    results = {}
+    for dependent in ["0", "1"]:
+        monkeypatch.setenv("FUSEDMLP_CUDA_PDL", dependent)
+        net, weights, biases = make_net(sizes, "gelu", "cross_entropy", np.float32, path)
         value, dW, db = net.loss_and_grad(X, y)
-        losses = [net.train_epoch(X, y, o, 64, False, r, 0.9, True, 1e-4)[0] for o, r in zip(orders, lrs)]
-        results.append([np.array([value])] + dW + db + losses + sum(net.get_parameters(), []) + [net.logits(X[:37])])
-    for kernel_result, inline_result in zip(*results):
-        np.testing.assert_array_equal(inline_result, kernel_result)
-    want_value, _, _ = reference.network_loss_and_grad(weights, biases, "gelu", "cross_entropy", X, y)
-    assert results[1][0][0] == pytest.approx(want_value, rel=1e-5)
+        losses = [net.train_epoch(X, y, o, batch_size, False, r, 0.9, True, 1e-3)[0] for o, r in zip(orders, lrs)]
+        if dependent == "1":
+            want_w, want_b, want_losses = reference_epochs(weights, biases, "gelu", "cross_entropy", X, y, orders,
+                                                           lrs, batch_size, False, 0.9, True, 1e-3)
+            assert_trajectory(net, want_w, want_b, want_losses, losses, np.float32)
+        trained = sum(net.get_parameters(), []) + [net.logits(X[:37])]
+        step_loss, diverged = net.train_epoch(X, y, orders[0], batch_size, False, diverging, 0.9, True, 1e-3)
+        assert diverged and len(step_loss) == 3
+        results[dependent] = [np.array([value])] + dW + db + losses + trained + [step_loss] + sum(
+            net.get_parameters(), [])
+    for without, with_dependent in zip(results["0"], results["1"]):
+        np.testing.assert_array_equal(with_dependent, without)

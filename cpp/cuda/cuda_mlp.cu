@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "dependent_launch.cuh"
 #include "fused.cuh"
 #include "gemm.cuh"
 #include "loss.cuh"
@@ -125,28 +126,45 @@ int epoch_threads_setting() {
     return threads == 256 || threads == 512 ? threads : kDefaultEpochThreads;
 }
 
+// FUSEDMLP_CUDA_PDL=1: the kernels of a step go out as programmatic dependent launches where the
+// GPU has them (sm_90 and later; dependent_launch.cuh): each may be scheduled while its
+// predecessor's last blocks run. For an A/B on a GPU: a step of the tiled path is up to 15
+// kernels, each with a few microseconds of launch latency (ncu, 2026-11-26).
+bool dependent_launch_setting(int device) {
+    const char* value = std::getenv("FUSEDMLP_CUDA_PDL");
+    if (value == nullptr || std::strcmp(value, "1") != 0) return false;
+    int major = 0;
+    return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 9;
+}
+
+// FUSEDMLP_CUDA_CARVEOUT=max: fused_reduce_kernel asks for the largest shared-memory carveout,
+// the one fused_mlp_kernel runs with, so that an SM need not switch its L1 / shared split
+// between the two kernels of every step. For an A/B on a GPU: narrow's epoch measured 139 us
+// per step against 89 us of its kernels' ncu times, and such a switch is one suspect.
+bool reduce_carveout_max() {
+    const char* value = std::getenv("FUSEDMLP_CUDA_CARVEOUT");
+    return value != nullptr && std::strcmp(value, "max") == 0;
+}
+
 // FUSEDMLP_CUDA_STEP_THREADS=256 or 512: the threads of fused_mlp_kernel's block (tuning and
-// tests); else kFusedThreads. Not yet measured on a GPU: 512 is what helped the epoch kernel,
-// and fused_mlp_kernel is as latency-bound (narrow: one 8-warp block per SM).
+// tests); else kDefaultStepThreads. 512 measured faster on an H100 (small, 64-128-128-10 batch
+// 64: 2.047M against 1.844M samples/s in one session; narrow 34.2M against 33.8M): like the
+// epoch kernel, it waits on latency, and 16 warps per SM hide more of it.
+constexpr int kDefaultStepThreads = 512;
 int step_threads_setting() {
     const char* value = std::getenv("FUSEDMLP_CUDA_STEP_THREADS");
     const int threads = value == nullptr ? 0 : std::atoi(value);
-    return threads == 256 || threads == 512 ? threads : kFusedThreads;
+    return threads == 256 || threads == 512 ? threads : kDefaultStepThreads;
 }
 
 // Test and tuning hooks: FUSEDMLP_CUDA_TILE=128, 64 or 64w forces one tile shape of the float
 // GEMMs; FUSEDMLP_CUDA_SPLIT=s splits every product whose K allows it into (about) s ranges of
 // K; FUSEDMLP_CUDA_PLAN_WARPS=w plans as if an SM needed w resident warps to run at full rate
-// (the cost model's kSaturatingWarps, below); FUSEDMLP_CUDA_SPLIT_FINISH=inline adds a split
-// product's ranges in the GEMM kernel itself (GemmArgs::tile_arrivals) instead of in
-// splitk_finish_kernel. Not yet measured on a GPU: it saves a launch per split product (mnist and
-// wide have several per step, each finish kernel 5 to 7 us under ncu), while one block per
-// output tile then reads all of its ranges alone.
+// (the cost model's kSaturatingWarps, below).
 struct GemmOverride {
     int tile = -1;   // a GemmTileId, -1: chosen per product
     int splits = 0;  // 0: chosen per product
     double saturating_warps = 0;  // 0: kSaturatingWarps
-    bool inline_finish = false;
 };
 
 GemmOverride gemm_override() {
@@ -158,7 +176,6 @@ GemmOverride gemm_override() {
     }
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
-    if (const char* finish = std::getenv("FUSEDMLP_CUDA_SPLIT_FINISH")) o.inline_finish = std::strcmp(finish, "inline") == 0;
     return o;
 }
 
@@ -248,42 +265,39 @@ long long split_workspace_bound(long long M, long long N, long long K, int sms) 
     return std::min(split_limit(sms), kMaxSplits * M * N);
 }
 
-// Output tiles of an M x N product in the smallest tile shape (64 x 64): the most counters an
-// in-kernel split finish needs (GemmArgs::tile_arrivals).
-long long split_tiles_bound(long long M, long long N) { return ceil_div(M, 64) * ceil_div(N, 64); }
-
-// Where split products put their K ranges, and their tiles' arrival counters (all zero between
-// launches).
-template <class T>
-struct SplitWorkspace {
-    T* ranges = nullptr;
-    std::size_t size = 0;  // elements
-    unsigned* arrivals = nullptr;
-    std::size_t tiles = 0;
+// Which launches go out as programmatic dependent launches: with the hook on
+// (dependent_launch_setting), every kernel whose stream predecessor is a kernel, not a copy
+// (a dependent launch waits for the previous kernel only).
+struct LaunchChain {
+    bool enabled = false;
+    bool after_kernel = false;
+    bool next() {
+        const bool dependent = enabled && after_kernel;
+        after_kernel = true;
+        return dependent;
+    }
+    void after_copy() { after_kernel = false; }
 };
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 template <class Tile, int KIND>
-void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStream_t stream) {
+void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStream_t stream, LaunchChain& chain) {
     const dim3 grid((g.N + Tile::BN - 1) / Tile::BN, (g.M + Tile::BM - 1) / Tile::BM, static_cast<unsigned>(splits));
-    gemm_kernel<Tile, KIND><<<grid, Tile::kThreads, 0, stream>>>(g);
+    launch_kernel(chain.next(), gemm_kernel<Tile, KIND>, grid, Tile::kThreads, 0, stream, g);
 }
 
 // One product as planned: the GEMM, and the ordered sum of its K ranges when split into
 // workspace (workspace_size elements, reserved with split_workspace_bound).
 template <int KIND, class T>
-void launch_gemm(GemmArgs<T> g, const SplitWorkspace<T>& workspace, cudaStream_t stream, int sms,
-                 const GemmOverride& forced) {
+void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaStream_t stream, LaunchChain& chain,
+                 int sms, const GemmOverride& forced) {
     const GemmPlan plan = plan_gemm<T>(g.M, g.N, g.K, sms, forced);
     const long long count = static_cast<long long>(g.M) * g.N;
-    if (plan.splits > 1 && static_cast<std::size_t>(plan.splits * count) > workspace.size)
+    if (plan.splits > 1 && static_cast<std::size_t>(plan.splits * count) > workspace_size)
         throw std::logic_error("fusedmlp: split GEMM workspace not reserved");
     g.k_chunk = plan.chunk;
-    g.split_out = plan.splits > 1 ? workspace.ranges : nullptr;
-    const bool inline_finish = plan.splits > 1 && forced.inline_finish &&
-                               static_cast<std::size_t>(split_tiles_bound(g.M, g.N)) <= workspace.tiles;
-    g.tile_arrivals = inline_finish ? workspace.arrivals : nullptr;
+    g.split_out = plan.splits > 1 ? workspace : nullptr;
     constexpr int V = kVecWidth<T>;
     const bool rows_whole = g.N % V == 0;  // every output row starts on a vector boundary
     g.vec_a = g.lda % V == 0 && aligned16(g.a);
@@ -298,17 +312,17 @@ void launch_gemm(GemmArgs<T> g, const SplitWorkspace<T>& workspace, cudaStream_t
     if (g.split_out != nullptr) g.vec_c = rows_whole && aligned16(g.split_out);
     if constexpr (std::is_same<T, float>::value) {
         switch (plan.tile) {
-            case kTileF128: launch_tile<TileF128, KIND>(g, plan.splits, stream); break;
-            case kTileF64: launch_tile<TileF64, KIND>(g, plan.splits, stream); break;
-            default: launch_tile<TileF64Warps, KIND>(g, plan.splits, stream); break;
+            case kTileF128: launch_tile<TileF128, KIND>(g, plan.splits, stream, chain); break;
+            case kTileF64: launch_tile<TileF64, KIND>(g, plan.splits, stream, chain); break;
+            default: launch_tile<TileF64Warps, KIND>(g, plan.splits, stream, chain); break;
         }
     } else {
-        launch_tile<TileD64, KIND>(g, plan.splits, stream);
+        launch_tile<TileD64, KIND>(g, plan.splits, stream, chain);
     }
-    if (plan.splits > 1 && !inline_finish) {
+    if (plan.splits > 1) {
         const long long per_block = 256LL * kFinishRun;
         const int blocks = static_cast<int>((count + per_block - 1) / per_block);
-        splitk_finish_kernel<KIND, T><<<blocks, 256, 0, stream>>>(g, plan.splits);
+        launch_kernel(chain.next(), splitk_finish_kernel<KIND, T>, blocks, 256, 0, stream, g, plan.splits);
     }
 }
 
@@ -361,6 +375,7 @@ struct CudaMlp<T>::Impl {
     int sms = 1;
     GemmOverride gemm_forced;  // test hooks of the GEMM planner
     int fused_rows = 0;        // forced fused tile rows, 0: chosen per batch size
+    LaunchChain chain;         // which launches may overlap their predecessor
 
     cudaStream_t stream = nullptr;
     // Parameters and momentum, double-buffered (see sgd.cuh); between calls buffer 0 is current.
@@ -373,7 +388,7 @@ struct CudaMlp<T>::Impl {
     // kernel without and with momentum, where they fit.
     static constexpr int kTileSizes = 3;
     int epoch_threads = kDefaultEpochThreads;  // fused_epoch_kernel's block
-    int step_threads = kFusedThreads;          // fused_mlp_kernel's
+    int step_threads = kDefaultStepThreads;    // fused_mlp_kernel's
     FusedLayout step_layout[kTileSizes], epoch_layout[kTileSizes][2];
     bool step_ok[kTileSizes] = {}, epoch_ok[kTileSizes][2] = {};
 
@@ -390,7 +405,6 @@ struct CudaMlp<T>::Impl {
     std::vector<DeviceArray<T>> z, h;
     DeviceArray<T> dz[2];
     DeviceArray<T> split_ws;  // the K ranges of a split GEMM
-    DeviceArray<unsigned> split_arrivals;  // and its tiles' counters
     DeviceArray<double> row_loss;
     DeviceArray<T> partial;
     DeviceArray<double> partial_loss;
@@ -424,6 +438,9 @@ struct CudaMlp<T>::Impl {
         fused_rows = forced_fused_rows();
         epoch_threads = epoch_threads_setting();
         step_threads = step_threads_setting();
+        int device = 0;
+        check(cudaGetDevice(&device), "cudaGetDevice");
+        chain.enabled = dependent_launch_setting(device);
         check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
         for (int p = 0; p < 2; ++p) {
             params[p].grow(param_count);
@@ -490,6 +507,10 @@ struct CudaMlp<T>::Impl {
             check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(step_limit)),
                   "cudaFuncSetAttribute");
+        if (reduce_carveout_max())
+            check(cudaFuncSetAttribute(fused_reduce_kernel<T>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                       cudaSharedmemCarveoutMaxShared),
+                  "cudaFuncSetAttribute");
         for (auto kernel : {fused_epoch_kernel<T, 256>, fused_epoch_kernel<T, 512>})
             check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(epoch_limit)),
@@ -537,30 +558,21 @@ struct CudaMlp<T>::Impl {
         widest = std::max(widest, sizes[0]);
         dz[0].grow(rows * widest);
         dz[1].grow(rows * widest);
-        long long split_need = 0, tiles_need = 0;
+        long long split_need = 0;
         const long long r = static_cast<long long>(rows);
         for (int l = 0; l < layers; ++l) {
             const long long fan_in = static_cast<long long>(sizes[l]), fan_out = static_cast<long long>(sizes[l + 1]);
             split_need = std::max(split_need, split_workspace_bound(r, fan_out, fan_in, sms));  // forward
             if (l > 0) split_need = std::max(split_need, split_workspace_bound(r, fan_in, fan_out, sms));  // input grad
             split_need = std::max(split_need, split_workspace_bound(fan_in + 1, fan_out, r, sms));  // weight grad
-            tiles_need = std::max({tiles_need, split_tiles_bound(r, fan_out), split_tiles_bound(r, fan_in),
-                                   split_tiles_bound(fan_in + 1, fan_out)});
         }
         if (split_need > 0) split_ws.grow(static_cast<std::size_t>(split_need));
-        if (gemm_forced.inline_finish && split_arrivals.grow(static_cast<std::size_t>(tiles_need)))
-            check(cudaMemsetAsync(split_arrivals.get(), 0, split_arrivals.size() * sizeof(unsigned), stream),
-                  "cudaMemset");
         row_loss.grow(rows);
         ws_rows = rows;
         ++generation;
     }
 
     // --- launches ---------------------------------------------------------------------------
-
-    SplitWorkspace<T> split_workspace() const {
-        return SplitWorkspace<T>{split_ws.get(), split_ws.size(), split_arrivals.get(), split_arrivals.size()};
-    }
 
     // Forward over `rows` rows of x (indexed by row_map when set) through the tiled GEMMs.
     void enqueue_forward(int rows, const T* x, const int* row_map, const T* p, const StepControl& c) {
@@ -578,7 +590,7 @@ struct CudaMlp<T>::Impl {
             g.z_out = z[l].get();
             g.h_out = l + 1 < layers ? h[l].get() : nullptr;
             g.control = c;
-            launch_gemm<kForward>(g, split_workspace(), stream, sms, gemm_forced);
+            launch_gemm<kForward>(g, split_ws.get(), split_ws.size(), stream, chain, sms, gemm_forced);
         }
     }
 
@@ -598,9 +610,9 @@ struct CudaMlp<T>::Impl {
         la.row_loss = row_loss.get();
         la.control = c;
         const int loss_blocks = (rows + kLossWarpsPerBlock - 1) / kLossWarpsPerBlock;
-        loss_rows_kernel<T><<<loss_blocks, 32 * kLossWarpsPerBlock, 0, stream>>>(la);
-        loss_sum_kernel<<<1, kReduceThreads, 0, stream>>>(row_loss.get(), rows,
-                                                         loss_divisor(la.loss, rows, k), c);
+        launch_kernel(chain.next(), loss_rows_kernel<T>, loss_blocks, 32 * kLossWarpsPerBlock, 0, stream, la);
+        launch_kernel(chain.next(), loss_sum_kernel, 1, kReduceThreads, 0, stream, row_loss.get(), rows,
+                      loss_divisor(la.loss, rows, k), c);
         int cur = 0;
         for (int l = layers - 1; l >= 0; --l) {
             if (l > 0) {
@@ -616,7 +628,7 @@ struct CudaMlp<T>::Impl {
                 g.h_in = h[l - 1].get();
                 g.c_out = dz[cur ^ 1].get();
                 g.control = c;
-                launch_gemm<kInputGrad>(g, split_workspace(), stream, sms, gemm_forced);
+                launch_gemm<kInputGrad>(g, split_ws.get(), split_ws.size(), stream, chain, sms, gemm_forced);
             }
             GemmArgs<T> g;
             g.M = static_cast<int>(sizes[l]) + 1;
@@ -630,7 +642,7 @@ struct CudaMlp<T>::Impl {
             g.w_offset = w_off[l];
             g.b_offset = b_off[l];
             g.control = c;
-            launch_gemm<kWeightGrad>(g, split_workspace(), stream, sms, gemm_forced);
+            launch_gemm<kWeightGrad>(g, split_ws.get(), split_ws.size(), stream, chain, sms, gemm_forced);
             cur ^= 1;
         }
     }
@@ -639,9 +651,9 @@ struct CudaMlp<T>::Impl {
     template <int kSink>
     void launch_fused_step(const FusedArgs<T>& f, int blocks, std::size_t smem) {
         if (f.s.threads == 512) {
-            fused_mlp_kernel<T, kSink, 512><<<blocks, 512, smem, stream>>>(f);
+            launch_kernel(chain.next(), fused_mlp_kernel<T, kSink, 512>, blocks, 512, smem, stream, f);
         } else {
-            fused_mlp_kernel<T, kSink, 256><<<blocks, 256, smem, stream>>>(f);
+            launch_kernel(chain.next(), fused_mlp_kernel<T, kSink, 256>, blocks, 256, smem, stream, f);
         }
     }
 
@@ -681,8 +693,8 @@ struct CudaMlp<T>::Impl {
         r.loss_divisor = loss_divisor(static_cast<int>(loss), rows, static_cast<int>(sizes.back()));
         r.update = update;
         r.control = c;
-        const int reduce_blocks = static_cast<int>((param_count + kReduceThreads - 1) / kReduceThreads);
-        fused_reduce_kernel<T><<<reduce_blocks, kReduceThreads, 0, stream>>>(r);
+        launch_kernel(chain.next(), fused_reduce_kernel<T>, fused_reduce_blocks(param_count, kVecWidth<T>),
+                      kReduceThreads, 0, stream, r);
     }
 
     // One step of `rows` rows; fused_tile: the tile size of the fused path.
@@ -714,6 +726,7 @@ struct CudaMlp<T>::Impl {
             check(cudaMemcpyAsync(momentum[1].get(), momentum[0].get(), param_count * sizeof(T),
                                   cudaMemcpyDeviceToDevice, stream),
                   "cudaMemcpy momentum");
+        chain.after_copy();  // that copy, or train_epoch's uploads
         // Every step's tiles as large as the largest batch's, for which train_epoch reserved.
         const std::size_t rows_max = std::min(batch_size, order_length);
         const int tile = fused_tile(rows_max);
@@ -742,9 +755,9 @@ struct CudaMlp<T>::Impl {
             const std::size_t smem = static_cast<std::size_t>(f.s.total) * sizeof(T);
             // The block the layout's products were planned for.
             if (f.s.threads == 512) {
-                fused_epoch_kernel<T, 512><<<1, 512, smem, stream>>>(f, e);
+                launch_kernel(false, fused_epoch_kernel<T, 512>, 1, 512, smem, stream, f, e);
             } else {
-                fused_epoch_kernel<T, 256><<<1, 256, smem, stream>>>(f, e);
+                launch_kernel(false, fused_epoch_kernel<T, 256>, 1, 256, smem, stream, f, e);
             }
             return;
         }
@@ -908,6 +921,7 @@ void CudaMlp<T>::forward_logits(std::size_t n, const T* x, T* out) const {
         check(cudaMemcpyAsync(m.scratch_x.get(), x + start * d, rows * d * sizeof(T), cudaMemcpyHostToDevice,
                               m.stream),
               "cudaMemcpy X");
+        m.chain.after_copy();
         m.enqueue_forward(static_cast<int>(rows), m.scratch_x.get(), nullptr, m.params[0].get(), StepControl{});
         check(cudaGetLastError(), "forward launch");
         check(cudaMemcpyAsync(out + start * k, m.z[m.layers - 1].get(), rows * k * sizeof(T),
@@ -928,8 +942,8 @@ void CudaMlp<T>::outputs(std::size_t n, const T* x, T* out) const {
     check(cudaMemcpyAsync(m.scratch_out.get(), out, n * k * sizeof(T), cudaMemcpyHostToDevice, m.stream),
           "cudaMemcpy logits");
     const int blocks = static_cast<int>((n + kLossWarpsPerBlock - 1) / kLossWarpsPerBlock);
-    output_activation_kernel<T><<<blocks, 32 * kLossWarpsPerBlock, 0, m.stream>>>(
-        static_cast<int>(m.loss), static_cast<int>(n), static_cast<int>(k), m.scratch_out.get());
+    launch_kernel(false, output_activation_kernel<T>, blocks, 32 * kLossWarpsPerBlock, 0, m.stream,
+                  static_cast<int>(m.loss), static_cast<int>(n), static_cast<int>(k), m.scratch_out.get());
     check(cudaGetLastError(), "output activation launch");
     check(cudaMemcpyAsync(out, m.scratch_out.get(), n * k * sizeof(T), cudaMemcpyDeviceToHost, m.stream),
           "cudaMemcpy outputs");
@@ -953,6 +967,7 @@ double CudaMlp<T>::loss_and_grad(std::size_t n, const T* x, Targets<T> y, T* con
     c.step_loss = m.step_loss.get();
     const int rows = static_cast<int>(n);
     const T* p = m.params[0].get();
+    m.chain.after_copy();
     if (use_fused) {
         m.enqueue_fused(m.fused_tile(n), rows, m.scratch_x.get(), nullptr, m.scratch_labels.get(), m.scratch_values.get(), p, u, c);
     } else {

@@ -9,7 +9,7 @@
 //   tile applies its update itself.
 // - fused_epoch_kernel: a whole epoch of one-tile batches in one block. The parameters (and
 //   the momentum) stay in shared memory from the first step to the last and are updated in
-//   place; each layer, once updated, is also written through to the global buffer of the step
+//   place; each update is also written through to the global buffer of the step
 //   (parameters double-buffered as in sgd.cuh), so that a divergent step leaves the state before
 //   it there.
 //   The next batch's inputs are gathered with asynchronous copies while the current one runs.
@@ -32,13 +32,14 @@
 #include "block_gemm.cuh"
 #include "loss.cuh"
 #include "sgd.cuh"
+#include "vector_memory.cuh"
 
 namespace fusedmlp::cuda {
 
 constexpr int kFusedMaxLayers = 16;
 constexpr int kFusedMaxWidth = 128;
-// fused_mlp_kernel's block by default; fused_mlp_kernel and fused_epoch_kernel are built for 256
-// and 512 threads.
+// fused_mlp_kernel and fused_epoch_kernel are built for 256 and 512 threads; 256 is the block a
+// layout falls back to where the larger block's scratch does not fit.
 constexpr int kFusedThreads = 256;
 // Batch rows per block: a tile of 32 rows by default; 16 or 8 spread a small batch over more
 // SMs. At most 32: fused_loss sums the rows' losses in one warp.
@@ -213,16 +214,15 @@ __device__ void fused_copy_layer(const FusedArgs<T>& f, T* sm, int l, const T* s
 }
 
 // The inverse of fused_copy_layer: layer l's W and b from their shared slot (+ delta) into the
-// flat parameters dst, without the padding. How a completed layer leaves a fused kernel (the
-// epoch kernel's updated parameters and momentum, fused_mlp_kernel's gradients and partial
-// sums): whole 16-byte vectors where the rows allow, as in fused_copy_layer, not a store per
+// flat parameters dst, without the padding. How fused_mlp_kernel's gradients and partial sums
+// leave it: whole 16-byte vectors where the rows allow, as in fused_copy_layer, not a store per
 // parameter with its own index arithmetic. A warp per row.
 template <int kThreads, class T>
-__device__ void fused_store_layer(const FusedArgs<T>& f, const T* sm, int l, T* dst, int delta) {
+__device__ void fused_store_layer(const FusedArgs<T>& f, const T* sm, int l, T* dst) {
     const FusedLayout& s = f.s;
     const int n_in = s.sizes[l], n_out = s.sizes[l + 1], ldw = s.ldw[l];
-    const T* W = sm + s.w[l] + delta;
-    const T* bias = sm + s.b[l] + delta;
+    const T* W = sm + s.w[l];
+    const T* bias = sm + s.b[l];
     T* gw = dst + f.w_off[l];
     T* gb = dst + f.b_off[l];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -337,7 +337,17 @@ struct FusedStep {
     T lr = 0;
     bool first = false;
     int* diverged = nullptr;  // the epoch kernel's shared flag
+    // kSinkResident: where each update is also written through, as it is made (the step's
+    // global buffers; momentum_out null without momentum).
+    T* params_out = nullptr;
+    T* momentum_out = nullptr;
 };
+
+// Where W[m][n] (or b[n]) of layer l is in the flat parameters.
+template <class T>
+__device__ __forceinline__ long long fused_param_index(const FusedArgs<T>& f, int l, bool is_weight, int m, int n) {
+    return is_weight ? f.w_off[l] + static_cast<long long>(m) * f.s.sizes[l + 1] + n : f.b_off[l] + n;
+}
 
 template <int kSink, class T>
 __device__ __forceinline__ void fused_sink(const FusedArgs<T>& f, T* sm, const FusedStep<T>& step, int l,
@@ -350,7 +360,10 @@ __device__ __forceinline__ void fused_sink(const FusedArgs<T>& f, T* sm, const F
         // kernel then writes the whole layer out (fused_store_layer).
         *p = g;
     } else if constexpr (kSink == kSinkResident) {
-        // Shared memory only: the epoch kernel writes each layer through once it is complete.
+        // The resident copy, written through to global memory at once: the stores go out among
+        // the step's arithmetic. Writing each completed layer out as vectors instead (its own
+        // loop after the layer's barrier, fused_store_layer) measured 8% slower on an H100: tiny,
+        // 1.518M against 1.646M samples/s, same run (2026-11-26).
         if (is_weight && u.weight_decay != T(0)) g = g + u.weight_decay * *p;
         T direction = g;
         if (u.momentum != T(0)) {
@@ -358,16 +371,18 @@ __device__ __forceinline__ void fused_sink(const FusedArgs<T>& f, T* sm, const F
             const T b = step.first ? g : u.momentum * *mp + g;
             *mp = b;
             direction = u.nesterov ? g + u.momentum * b : b;
+            step.momentum_out[fused_param_index(f, l, is_weight, m, n)] = b;
         }
         const T updated = *p - step.lr * direction;
         *p = updated;
+        step.params_out[fused_param_index(f, l, is_weight, m, n)] = updated;
         if (!dev_isfinite(updated)) {
             *step.diverged = 1;
             mark_diverged(step.control);
         }
     } else {
         static_assert(kSink == kSinkUpdate, "a FusedSink");
-        const long long index = is_weight ? f.w_off[l] + static_cast<long long>(m) * s.sizes[l + 1] + n : f.b_off[l] + n;
+        const long long index = fused_param_index(f, l, is_weight, m, n);
         const T m_in = u.momentum != T(0) ? u.mom_in[index] : T(0);
         apply_gradient_to(u, step.control, index, g, is_weight, *p, m_in, step.lr, step.first);
     }
@@ -423,7 +438,7 @@ __device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedSt
 // several tiles, else kSinkGradient or kSinkUpdate.
 template <int kSink, int kThreads, class T>
 __device__ void fused_tile_step(const FusedArgs<T>& f) {
-    if (step_skipped(f.control)) return;
+    if (step_kernel_skipped(f.control)) return;
     extern __shared__ __align__(16) unsigned char fused_smem[];
     T* sm = reinterpret_cast<T*>(fused_smem);
     __shared__ double row_loss[kFusedMaxRows];
@@ -483,7 +498,7 @@ __device__ void fused_tile_step(const FusedArgs<T>& f) {
         fused_backward_layer<kSink, kThreads>(f, sm, step, l, sm + s.act[l]);
         if constexpr (kSink == kSinkPartial || kSink == kSinkGradient) {
             T* out = kSink == kSinkPartial ? f.partial + blockIdx.x * f.partial_stride : f.update.grad_out;
-            fused_store_layer<kThreads>(f, sm, l, out, 0);
+            fused_store_layer<kThreads>(f, sm, l, out);
             if (s.staged) __syncthreads();  // read before the next layer's parameters replace it
         }
     }
@@ -549,6 +564,8 @@ __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArg
         step.lr = T(base.control.lrs[step_index]);
         step.first = step_index == 0 && !started;
         step.diverged = &diverged;
+        step.params_out = e.params[cur ^ 1];
+        step.momentum_out = e.momentum[cur ^ 1];
         T* input = sm + (cur == 0 ? s.act[0] : s.input2);
         T* next_input = sm + (cur == 0 ? s.input2 : s.act[0]);
 
@@ -568,13 +585,8 @@ __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArg
         // fused_loss's barrier made the next samples visible: gather their inputs meanwhile.
         if (has_next) fused_gather_inputs<kThreads>(f, next_input, row_sample[cur ^ 1], true);
         async_copy_commit();
-        for (int l = s.layers - 1; l >= 0; --l) {
+        for (int l = s.layers - 1; l >= 0; --l)
             fused_backward_layer<kSinkResident, kThreads>(f, sm, step, l, l == 0 ? input : sm + s.act[l]);
-            // Layer l is complete (fused_backward_layer ends with a barrier) and no later layer
-            // of the step changes it.
-            fused_store_layer<kThreads>(f, sm, l, e.params[cur ^ 1], 0);
-            if (momentum) fused_store_layer<kThreads>(f, sm, l, e.momentum[cur ^ 1], s.momentum_delta);
-        }
         if (t < s.rows) row_label[cur ^ 1][t] = next_label;
         async_copy_wait_all();
         __syncthreads();
@@ -594,28 +606,61 @@ struct ReduceArgs {
     StepControl control;
 };
 
-// Sums the blocks' partial gradients in block order and applies them; block 0 also sums the
-// blocks' losses into the step's loss.
+// Sums the blocks' partial gradients and applies them; block 0 also sums the blocks' losses into
+// the step's loss. A block takes kReduceLanes 16-byte vectors of parameters, and each of its
+// kReduceGroups warps adds its own contiguous range of the partial sums' blocks, in block order;
+// then one thread per parameter adds the warps' sums in warp order and applies the update: a
+// fixed order, bit-identical from run to run. Why not one thread per parameter over every
+// block: narrow's 17k parameters made 68 blocks of threads that each waited on 8 rounds of 16
+// loads (12.5 us per step under ncu); here its 128 blocks' sums are 136 blocks of threads with
+// one round of 16 vector loads each, and every update's loads are in flight at once.
+constexpr int kReduceLanes = 32;
+constexpr int kReduceGroups = kReduceThreads / kReduceLanes;
+
 template <class T>
 __global__ void __launch_bounds__(kReduceThreads) fused_reduce_kernel(const ReduceArgs<T> a) {
-    if (step_skipped(a.control)) return;
+    if (step_kernel_skipped(a.control)) return;
     if (blockIdx.x == 0) reduce_step_loss(a.partial_loss, a.blocks, a.loss_divisor, a.control);
-    const long long p = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (p >= a.param_count) return;
-    // kReduceBatch blocks' loads in flight at once (the kernel waits on their latency, not on
-    // their bytes); still summed in block order.
-    constexpr int kReduceBatch = 16;
-    T g = 0;
-    for (int b0 = 0; b0 < a.blocks; b0 += kReduceBatch) {
-        T part[kReduceBatch];
+    constexpr int V = kVecWidth<T>;
+    constexpr int kParams = kReduceLanes * V;  // per block
+    static_assert(kParams <= kReduceThreads, "a thread per parameter of the block");
+    __shared__ Vec16<T> group_sums[kReduceGroups][kReduceLanes];
+    const int lane = static_cast<int>(threadIdx.x) % kReduceLanes, group = static_cast<int>(threadIdx.x) / kReduceLanes;
+    const long long block_first = static_cast<long long>(blockIdx.x) * kParams;
+    // The vector's first parameter; the vector stays inside the block's partial_stride (a
+    // multiple of 4 elements), past param_count only into the padding, whose sums are unused.
+    const long long first = block_first + lane * V;
+    const int per_group = (a.blocks + kReduceGroups - 1) / kReduceGroups;
+    const int begin = min(a.blocks, group * per_group), end = min(a.blocks, begin + per_group);
+    Vec16<T> sum{};
+    if (first < a.param_count) {
+        constexpr int kBatch = 16;  // loads in flight at once
+        for (int b0 = begin; b0 < end; b0 += kBatch) {
+            Vec16<T> part[kBatch];
 #pragma unroll
-        for (int j = 0; j < kReduceBatch; ++j)
-            if (b0 + j < a.blocks) part[j] = a.partial[static_cast<long long>(b0 + j) * a.partial_stride + p];
+            for (int j = 0; j < kBatch; ++j)
+                if (b0 + j < end) part[j] = load_vec(a.partial + static_cast<long long>(b0 + j) * a.partial_stride + first);
 #pragma unroll
-        for (int j = 0; j < kReduceBatch; ++j)
-            if (b0 + j < a.blocks) g += part[j];
+            for (int j = 0; j < kBatch; ++j)
+                if (b0 + j < end)
+#pragma unroll
+                    for (int q = 0; q < V; ++q) sum.v[q] += part[j].v[q];
+        }
     }
+    group_sums[group][lane] = sum;
+    __syncthreads();
+    const int e = static_cast<int>(threadIdx.x);  // this thread's parameter in the block
+    const long long p = block_first + e;
+    if (e >= kParams || p >= a.param_count) return;
+    T g = group_sums[0][e / V].v[e % V];
+    for (int k = 1; k < kReduceGroups; ++k) g += group_sums[k][e / V].v[e % V];
     apply_gradient(a.update, a.control, p, g, p < a.weight_count);
+}
+
+// The grid of fused_reduce_kernel for param_count parameters.
+inline int fused_reduce_blocks(long long param_count, int vector_width) {
+    const long long per_block = static_cast<long long>(kReduceLanes) * vector_width;
+    return static_cast<int>((param_count + per_block - 1) / per_block);
 }
 
 }  // namespace fusedmlp::cuda

@@ -30,36 +30,6 @@ namespace fusedmlp::cuda {
 
 enum GemmKind : int { kForward, kInputGrad, kWeightGrad };
 
-// Elements of T in one 16-byte vector: the unit of the tiles' loads and stores.
-template <class T>
-constexpr int kVecWidth = 16 / static_cast<int>(sizeof(T));
-
-template <class T>
-struct alignas(16) Vec16 {
-    T v[kVecWidth<T>];
-};
-
-template <class T>
-__device__ __forceinline__ Vec16<T> load_vec(const T* p) {
-    check_aligned16(p);
-    return *reinterpret_cast<const Vec16<T>*>(p);
-}
-
-template <class T>
-__device__ __forceinline__ void store_vec(T* p, const Vec16<T>& x) {
-    check_aligned16(p);
-    *reinterpret_cast<Vec16<T>*>(p) = x;
-}
-
-// A load from L2, past this SM's L1: for what other blocks of the running kernel wrote.
-template <class T>
-__device__ __forceinline__ Vec16<T> load_vec_l2(const T* p) {
-    check_aligned16(p);
-    Vec16<T> x;
-    *reinterpret_cast<float4*>(&x) = __ldcg(reinterpret_cast<const float4*>(p));
-    return x;
-}
-
 template <class T>
 struct GemmArgs {
     int M = 0, N = 0, K = 0;
@@ -87,11 +57,6 @@ struct GemmArgs {
     // split_out[z M N + m N + n] instead of applying the epilogue. k_chunk 0: no split.
     int k_chunk = 0;
     T* split_out = nullptr;
-    // Where the ranges are added: null, by splitk_finish_kernel; else in this kernel, by the last
-    // block of each output tile to finish its range (counted here, one counter per tile of the
-    // grid, zero before and after every launch), in the same order z = 0, 1, ... and with the same
-    // epilogue as splitk_finish_kernel: one launch less per split product, bit-identical results.
-    unsigned* tile_arrivals = nullptr;
     // Whether 16-byte vectors may be used: for A and B, along their contiguous dimension; for
     // C, for the epilogue's rows (split_out when split, else the kind's outputs and inputs).
     // The launcher sets them from the leading dimensions and the pointers' alignment.
@@ -127,59 +92,6 @@ __device__ __forceinline__ void finish_element(const GemmArgs<T>& g, int m, int 
     }
 }
 
-// The in-kernel end of a split product (GemmArgs::tile_arrivals), called by every thread of a
-// block once its range's partial sums are stored: the block counts itself in, and the last of
-// the tile's gridDim.z blocks adds the tile's ranges in order and applies the epilogue, element
-// by element with the formulas of splitk_finish_kernel. row_of(i) and col_of(j): the tile row of
-// the thread's i-th row, the tile column of its j-th column (runs of V adjacent columns).
-template <int KIND, int V, int TM, int TN, class T, class RowOf, class ColOf>
-__device__ void finish_split_tile(const GemmArgs<T>& g, RowOf row_of, ColOf col_of, int m0, int n0) {
-    __shared__ bool last;
-    __threadfence();  // this thread's partial sums are visible device-wide before the count
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        unsigned* arrivals = g.tile_arrivals + blockIdx.y * gridDim.x + blockIdx.x;
-        last = atomicAdd(arrivals, 1u) == gridDim.z - 1;
-        if (last) *arrivals = 0;  // every range has arrived: ready for the next launch
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    const int M = g.M, N = g.N, splits = static_cast<int>(gridDim.z);
-    const long long count = static_cast<long long>(M) * N;
-    // Not unrolled: it runs once per tile, and unrolled it would double the kernel's code.
-#pragma unroll 1
-    for (int i = 0; i < TM; ++i) {
-        const int m = m0 + row_of(i);
-        if (m >= M) continue;
-#pragma unroll 1
-        for (int jr = 0; jr < TN; jr += V) {
-            const int n = n0 + col_of(jr);
-            if (n >= N) continue;
-            const long long index = static_cast<long long>(m) * N + n;
-            const bool whole = g.vec_c && n + V <= N;
-            T sum[V];
-            for (int z = 0; z < splits; ++z) {
-                const T* p = g.split_out + z * count + index;
-                T part[V];
-                if (whole) {
-                    const Vec16<T> x = load_vec_l2(p);
-#pragma unroll
-                    for (int j = 0; j < V; ++j) part[j] = x.v[j];
-                } else {
-#pragma unroll
-                    for (int j = 0; j < V; ++j) part[j] = n + j < N ? __ldcg(p + j) : T(0);
-                }
-#pragma unroll
-                for (int j = 0; j < V; ++j) sum[j] = z == 0 ? part[j] : sum[j] + part[j];
-            }
-#pragma unroll
-            for (int j = 0; j < V; ++j)
-                if (n + j < N) finish_element<KIND>(g, m, n + j, index + j, sum[j]);
-        }
-    }
-}
-
 template <class Tile, int KIND>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     gemm_kernel(const GemmArgs<typename Tile::Scalar> g) {
@@ -196,7 +108,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     // gradient) are transposed into shared memory; the others are copied as they are.
     constexpr bool kAAlongK = KIND != kWeightGrad;
     constexpr bool kBAlongK = KIND == kInputGrad;
-    if (step_skipped(g.control)) return;
+    if (step_kernel_skipped(g.control)) return;
 
     // Rows padded by one vector: still 16-byte aligned, and the transposing stores of a warp
     // fall in distinct banks.
@@ -431,7 +343,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
                 if (n + j < N) finish_element<KIND>(g, m, n + j, index + j, sum.v[j]);
         }
     }
-    if (g.split_out != nullptr && g.tile_arrivals != nullptr) finish_split_tile<KIND, V, TM, TN>(g, row_of, col_of, m0, n0);
 }
 
 // Adds the `splits` K ranges of a split product (M x N, as gemm_kernel's split_out) in order
@@ -448,7 +359,7 @@ constexpr int kFinishBatch = 8;
 // the vector width); launched with ceil(M N / (256 kFinishRun)) blocks of 256 threads.
 template <int KIND, class T>
 __global__ void __launch_bounds__(256) splitk_finish_kernel(const GemmArgs<T> g, int splits) {
-    if (step_skipped(g.control)) return;
+    if (step_kernel_skipped(g.control)) return;
     // M N < 2^31: the split workspace holds every range (split_workspace_bound).
     const int count = g.M * g.N;
     const int first = (static_cast<int>(blockIdx.x) * 256 + static_cast<int>(threadIdx.x)) * kFinishRun;
