@@ -18,8 +18,8 @@ ROOT="$PWD"
 BUILD="$ROOT/build/gpu-check"  # build/ is ignored by git
 START=$SECONDS
 # Which steps run: build is always first; the rest by name (GPU_CHECK_STEPS). "timeline" (each
-# epoch graph's time, and its nodes' with Nsight Systems) and "profile" (Nsight Compute sections
-# and source lines of each configuration's hot kernels) run only when named.
+# epoch's kernels and the gaps between them, from torch.profiler) and "profile" (Nsight Compute
+# sections and source lines of each configuration's hot kernels) run only when named.
 STEPS="${GPU_CHECK_STEPS:-tests bench hooks ncu}"
 wants() { [[ " $STEPS " == *" $1 "* ]]; }
 
@@ -59,6 +59,15 @@ main() {
       return 1
     fi
 
+    # The CUDA tests again under each hook that changes how kernels run, not what they compute
+    # (GPU_CHECK_TEST_HOOKS, space-separated VARIABLE=value): results must not change.
+    local variant
+    for variant in ${GPU_CHECK_TEST_HOOKS:-FUSEDMLP_CUDA_PDL=1}; do
+      step "tests/test_cuda.py with $variant"
+      env "$variant" timeout 150 "$PY" -m pytest -q -p no:cacheprovider --tb=short -rfE --maxfail=25 tests/test_cuda.py \
+        || status=1
+    done
+
     step "backend-parametrized suites, cuda cases"
     timeout 90 "$PY" -m pytest -q -p no:cacheprovider --tb=short -rfE --maxfail=25 tests -k cuda \
       --ignore=tests/test_cuda.py
@@ -80,8 +89,9 @@ main() {
     step "tuning hooks, fusedmlp only"
     local hooks="${GPU_CHECK_HOOKS:-FUSEDMLP_CUDA_PLAN_WARPS=8@mnist,wide,huge FUSEDMLP_CUDA_PLAN_WARPS=24@mnist,wide
       FUSEDMLP_CUDA_TILE=64w@mnist,wide,huge FUSEDMLP_CUDA_SPLIT=1@mnist,wide FUSEDMLP_CUDA_EPOCH_THREADS=256@tiny
-      FUSEDMLP_CUDA_FUSED_ROWS=16@small,narrow FUSEDMLP_CUDA_STEP_THREADS=512@small,narrow
-      FUSEDMLP_CUDA_GRAPHS=0@small,narrow FUSEDMLP_CUDA_SPLIT_FINISH=inline@mnist,wide,huge}"
+      FUSEDMLP_CUDA_FUSED_ROWS=16@small,narrow FUSEDMLP_CUDA_STEP_THREADS=256@small,narrow
+      FUSEDMLP_CUDA_GRAPHS=0@small,narrow FUSEDMLP_CUDA_CARVEOUT=max@small,narrow
+      FUSEDMLP_CUDA_PDL=1@small,narrow,mnist,wide,huge}"
     local hook variant configs
     for hook in $hooks; do
       variant="${hook%@*}" configs="${hook#*@}"
@@ -107,30 +117,16 @@ main() {
     done
   fi
 
-  # Where an epoch's GPU time goes beyond its kernels' ncu times (narrow: 139 us per step in the
-  # epoch against 89 us of kernels, 2026-11-26): the whole epoch graph timed as one workload by
-  # Nsight Compute, and, where the machine has Nsight Systems, every graph node's start and end
-  # (gaps between kernels show there). Into $OUT/graph_<config>.csv and timeline_<config>.csv.
+  # Where each epoch's GPU time goes between kernels (narrow measured 139 us per step in the epoch
+  # against 89 us of kernels under ncu): torch.profiler's CUPTI records every kernel, our graphs'
+  # nodes included, where the machines have no nsys and ncu's graph profiling saw no graphs.
+  # Per config: kernel busy time and gaps per step, the kernels and the slow transitions, into
+  # $OUT/timeline_<config>.txt and .csv.
   if wants timeline; then
-    step "epoch graphs and timelines"
-    for name in ${GPU_CHECK_TIMELINE:-narrow small tiny}; do
-      command -v ncu >/dev/null && { timeout 60 ncu --clock-control none --graph-profiling graph \
-        --metrics gpu__time_duration.sum --launch-skip 2 --launch-count 3 --csv --print-units base \
-        "$PY" bench/gpu_bench.py --methods fusedmlp --only "$name" --max-epochs 5 --min-seconds 0 --out /dev/null \
-        >"$OUT/graph_$name.csv" 2>&1 || echo "ncu graph on $name: exit status $?"; }
-      if command -v nsys >/dev/null; then
-        timeout 90 nsys profile --trace=cuda --cuda-graph-trace=node --force-overwrite=true \
-          -o "$ROOT/build/timeline_$name" "$PY" bench/gpu_bench.py --methods fusedmlp --only "$name" \
-          --max-epochs 3 --min-seconds 0 --out /dev/null >/dev/null 2>&1 || echo "nsys on $name: exit status $?"
-        # The report's name changed across Nsight Systems versions.
-        timeout 60 nsys stats --report cuda_gpu_trace --format csv "$ROOT/build/timeline_$name.nsys-rep" \
-          >"$OUT/timeline_$name.csv" 2>&1 \
-          || timeout 60 nsys stats --report gputrace --format csv "$ROOT/build/timeline_$name.nsys-rep" \
-          >"$OUT/timeline_$name.csv" 2>&1 || echo "nsys stats on $name: exit status $?"
-      else
-        echo "no nsys on this machine: graph times only"
-      fi
-    done
+    step "kernel timelines (torch.profiler)"
+    : "${GPU_CHECK_TIMELINE:=narrow small mnist wide}"
+    timeout 120 "$PY" bench/gpu_timeline.py --only "${GPU_CHECK_TIMELINE// /,}" --out "$OUT" \
+      || echo "timeline: exit status $?"
   fi
 
   # Nsight Compute's throughput, stall and memory sections for one launch of each distinct kernel
