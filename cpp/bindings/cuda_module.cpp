@@ -148,9 +148,13 @@ void bind_cuda_mlp(py::module_& m, const char* name) {
                 const std::size_t n = net.training_rows();
                 const std::size_t length = static_cast<std::size_t>(order.size());
                 const std::int64_t* idx = order.data();
-                for (std::size_t i = 0; i < length; ++i)
-                    require(idx[i] >= 0 && static_cast<std::size_t>(idx[i]) < n,
-                            "order: indices must lie in [0, n) of the uploaded training set");
+                // One check per epoch, its message built only on failure: a require per index
+                // built a std::string per index, 5 ms per epoch of 262,144 samples (2026-11-26),
+                // while that epoch's kernels take 3.3 ms on an H100.
+                const bool in_range = std::all_of(idx, idx + length, [n](std::int64_t i) {
+                    return i >= 0 && static_cast<std::size_t>(i) < n;
+                });
+                require(in_range, "order: indices must lie in [0, n) of the uploaded training set");
                 const std::size_t steps = drop_last ? length / batch_size : (length + batch_size - 1) / batch_size;
                 require(static_cast<std::size_t>(lrs.size()) == steps,
                         "lrs: expected " + std::to_string(steps) + " learning rates, got " + std::to_string(lrs.size()));
