@@ -15,7 +15,6 @@
 #include <type_traits>
 #include <utility>
 
-#include "dependent_launch.cuh"
 #include "fused.cuh"
 #include "gemm.cuh"
 #include "loss.cuh"
@@ -124,26 +123,6 @@ int epoch_threads_setting() {
     const char* value = std::getenv("FUSEDMLP_CUDA_EPOCH_THREADS");
     const int threads = value == nullptr ? 0 : std::atoi(value);
     return threads == 256 || threads == 512 ? threads : kDefaultEpochThreads;
-}
-
-// FUSEDMLP_CUDA_PDL=1: the kernels of a step go out as programmatic dependent launches where the
-// GPU has them (sm_90 and later; dependent_launch.cuh): each may be scheduled while its
-// predecessor's last blocks run. For an A/B on a GPU: a step of the tiled path is up to 15
-// kernels, each with a few microseconds of launch latency (ncu, 2026-11-26).
-bool dependent_launch_setting(int device) {
-    const char* value = std::getenv("FUSEDMLP_CUDA_PDL");
-    if (value == nullptr || std::strcmp(value, "1") != 0) return false;
-    int major = 0;
-    return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 9;
-}
-
-// FUSEDMLP_CUDA_CARVEOUT=max: fused_reduce_kernel asks for the largest shared-memory carveout,
-// the one fused_mlp_kernel runs with, so that an SM need not switch its L1 / shared split
-// between the two kernels of every step. For an A/B on a GPU: narrow's epoch measured 139 us
-// per step against 89 us of its kernels' ncu times, and such a switch is one suspect.
-bool reduce_carveout_max() {
-    const char* value = std::getenv("FUSEDMLP_CUDA_CARVEOUT");
-    return value != nullptr && std::strcmp(value, "max") == 0;
 }
 
 // FUSEDMLP_CUDA_STEP_THREADS=256 or 512: the threads of fused_mlp_kernel's block (tuning and
@@ -265,33 +244,19 @@ long long split_workspace_bound(long long M, long long N, long long K, int sms) 
     return std::min(split_limit(sms), kMaxSplits * M * N);
 }
 
-// Which launches go out as programmatic dependent launches: with the hook on
-// (dependent_launch_setting), every kernel whose stream predecessor is a kernel, not a copy
-// (a dependent launch waits for the previous kernel only).
-struct LaunchChain {
-    bool enabled = false;
-    bool after_kernel = false;
-    bool next() {
-        const bool dependent = enabled && after_kernel;
-        after_kernel = true;
-        return dependent;
-    }
-    void after_copy() { after_kernel = false; }
-};
-
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 template <class Tile, int KIND>
-void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStream_t stream, LaunchChain& chain) {
+void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStream_t stream) {
     const dim3 grid((g.N + Tile::BN - 1) / Tile::BN, (g.M + Tile::BM - 1) / Tile::BM, static_cast<unsigned>(splits));
-    launch_kernel(chain.next(), gemm_kernel<Tile, KIND>, grid, Tile::kThreads, 0, stream, g);
+    gemm_kernel<Tile, KIND><<<grid, Tile::kThreads, 0, stream>>>(g);
 }
 
 // One product as planned: the GEMM, and the ordered sum of its K ranges when split into
 // workspace (workspace_size elements, reserved with split_workspace_bound).
 template <int KIND, class T>
-void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaStream_t stream, LaunchChain& chain,
-                 int sms, const GemmOverride& forced) {
+void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaStream_t stream, int sms,
+                 const GemmOverride& forced) {
     const GemmPlan plan = plan_gemm<T>(g.M, g.N, g.K, sms, forced);
     const long long count = static_cast<long long>(g.M) * g.N;
     if (plan.splits > 1 && static_cast<std::size_t>(plan.splits * count) > workspace_size)
@@ -312,17 +277,17 @@ void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaSt
     if (g.split_out != nullptr) g.vec_c = rows_whole && aligned16(g.split_out);
     if constexpr (std::is_same<T, float>::value) {
         switch (plan.tile) {
-            case kTileF128: launch_tile<TileF128, KIND>(g, plan.splits, stream, chain); break;
-            case kTileF64: launch_tile<TileF64, KIND>(g, plan.splits, stream, chain); break;
-            default: launch_tile<TileF64Warps, KIND>(g, plan.splits, stream, chain); break;
+            case kTileF128: launch_tile<TileF128, KIND>(g, plan.splits, stream); break;
+            case kTileF64: launch_tile<TileF64, KIND>(g, plan.splits, stream); break;
+            default: launch_tile<TileF64Warps, KIND>(g, plan.splits, stream); break;
         }
     } else {
-        launch_tile<TileD64, KIND>(g, plan.splits, stream, chain);
+        launch_tile<TileD64, KIND>(g, plan.splits, stream);
     }
     if (plan.splits > 1) {
         const long long per_block = 256LL * kFinishRun;
         const int blocks = static_cast<int>((count + per_block - 1) / per_block);
-        launch_kernel(chain.next(), splitk_finish_kernel<KIND, T>, blocks, 256, 0, stream, g, plan.splits);
+        splitk_finish_kernel<KIND, T><<<blocks, 256, 0, stream>>>(g, plan.splits);
     }
 }
 
@@ -375,7 +340,6 @@ struct CudaMlp<T>::Impl {
     int sms = 1;
     GemmOverride gemm_forced;  // test hooks of the GEMM planner
     int fused_rows = 0;        // forced fused tile rows, 0: chosen per batch size
-    LaunchChain chain;         // which launches may overlap their predecessor
 
     cudaStream_t stream = nullptr;
     // Parameters and momentum, double-buffered (see sgd.cuh); between calls buffer 0 is current.
@@ -438,9 +402,6 @@ struct CudaMlp<T>::Impl {
         fused_rows = forced_fused_rows();
         epoch_threads = epoch_threads_setting();
         step_threads = step_threads_setting();
-        int device = 0;
-        check(cudaGetDevice(&device), "cudaGetDevice");
-        chain.enabled = dependent_launch_setting(device);
         check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
         for (int p = 0; p < 2; ++p) {
             params[p].grow(param_count);
@@ -506,10 +467,6 @@ struct CudaMlp<T>::Impl {
                             fused_mlp_kernel<T, kSinkGradient, 512>, fused_mlp_kernel<T, kSinkUpdate, 512>})
             check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(step_limit)),
-                  "cudaFuncSetAttribute");
-        if (reduce_carveout_max())
-            check(cudaFuncSetAttribute(fused_reduce_kernel<T>, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                       cudaSharedmemCarveoutMaxShared),
                   "cudaFuncSetAttribute");
         for (auto kernel : {fused_epoch_kernel<T, 256>, fused_epoch_kernel<T, 512>})
             check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -590,7 +547,7 @@ struct CudaMlp<T>::Impl {
             g.z_out = z[l].get();
             g.h_out = l + 1 < layers ? h[l].get() : nullptr;
             g.control = c;
-            launch_gemm<kForward>(g, split_ws.get(), split_ws.size(), stream, chain, sms, gemm_forced);
+            launch_gemm<kForward>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
         }
     }
 
@@ -610,9 +567,9 @@ struct CudaMlp<T>::Impl {
         la.row_loss = row_loss.get();
         la.control = c;
         const int loss_blocks = (rows + kLossWarpsPerBlock - 1) / kLossWarpsPerBlock;
-        launch_kernel(chain.next(), loss_rows_kernel<T>, loss_blocks, 32 * kLossWarpsPerBlock, 0, stream, la);
-        launch_kernel(chain.next(), loss_sum_kernel, 1, kReduceThreads, 0, stream, row_loss.get(), rows,
-                      loss_divisor(la.loss, rows, k), c);
+        loss_rows_kernel<T><<<loss_blocks, 32 * kLossWarpsPerBlock, 0, stream>>>(la);
+        loss_sum_kernel<<<1, kReduceThreads, 0, stream>>>(row_loss.get(), rows,
+                                                         loss_divisor(la.loss, rows, k), c);
         int cur = 0;
         for (int l = layers - 1; l >= 0; --l) {
             if (l > 0) {
@@ -628,7 +585,7 @@ struct CudaMlp<T>::Impl {
                 g.h_in = h[l - 1].get();
                 g.c_out = dz[cur ^ 1].get();
                 g.control = c;
-                launch_gemm<kInputGrad>(g, split_ws.get(), split_ws.size(), stream, chain, sms, gemm_forced);
+                launch_gemm<kInputGrad>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
             }
             GemmArgs<T> g;
             g.M = static_cast<int>(sizes[l]) + 1;
@@ -642,7 +599,7 @@ struct CudaMlp<T>::Impl {
             g.w_offset = w_off[l];
             g.b_offset = b_off[l];
             g.control = c;
-            launch_gemm<kWeightGrad>(g, split_ws.get(), split_ws.size(), stream, chain, sms, gemm_forced);
+            launch_gemm<kWeightGrad>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
             cur ^= 1;
         }
     }
@@ -651,9 +608,9 @@ struct CudaMlp<T>::Impl {
     template <int kSink>
     void launch_fused_step(const FusedArgs<T>& f, int blocks, std::size_t smem) {
         if (f.s.threads == 512) {
-            launch_kernel(chain.next(), fused_mlp_kernel<T, kSink, 512>, blocks, 512, smem, stream, f);
+            fused_mlp_kernel<T, kSink, 512><<<blocks, 512, smem, stream>>>(f);
         } else {
-            launch_kernel(chain.next(), fused_mlp_kernel<T, kSink, 256>, blocks, 256, smem, stream, f);
+            fused_mlp_kernel<T, kSink, 256><<<blocks, 256, smem, stream>>>(f);
         }
     }
 
@@ -693,8 +650,7 @@ struct CudaMlp<T>::Impl {
         r.loss_divisor = loss_divisor(static_cast<int>(loss), rows, static_cast<int>(sizes.back()));
         r.update = update;
         r.control = c;
-        launch_kernel(chain.next(), fused_reduce_kernel<T>, fused_reduce_blocks(param_count, kVecWidth<T>),
-                      kReduceThreads, 0, stream, r);
+        fused_reduce_kernel<T><<<fused_reduce_blocks(param_count, kVecWidth<T>), kReduceThreads, 0, stream>>>(r);
     }
 
     // One step of `rows` rows; fused_tile: the tile size of the fused path.
@@ -726,7 +682,6 @@ struct CudaMlp<T>::Impl {
             check(cudaMemcpyAsync(momentum[1].get(), momentum[0].get(), param_count * sizeof(T),
                                   cudaMemcpyDeviceToDevice, stream),
                   "cudaMemcpy momentum");
-        chain.after_copy();  // that copy, or train_epoch's uploads
         // Every step's tiles as large as the largest batch's, for which train_epoch reserved.
         const std::size_t rows_max = std::min(batch_size, order_length);
         const int tile = fused_tile(rows_max);
@@ -755,9 +710,9 @@ struct CudaMlp<T>::Impl {
             const std::size_t smem = static_cast<std::size_t>(f.s.total) * sizeof(T);
             // The block the layout's products were planned for.
             if (f.s.threads == 512) {
-                launch_kernel(false, fused_epoch_kernel<T, 512>, 1, 512, smem, stream, f, e);
+                fused_epoch_kernel<T, 512><<<1, 512, smem, stream>>>(f, e);
             } else {
-                launch_kernel(false, fused_epoch_kernel<T, 256>, 1, 256, smem, stream, f, e);
+                fused_epoch_kernel<T, 256><<<1, 256, smem, stream>>>(f, e);
             }
             return;
         }
@@ -921,7 +876,6 @@ void CudaMlp<T>::forward_logits(std::size_t n, const T* x, T* out) const {
         check(cudaMemcpyAsync(m.scratch_x.get(), x + start * d, rows * d * sizeof(T), cudaMemcpyHostToDevice,
                               m.stream),
               "cudaMemcpy X");
-        m.chain.after_copy();
         m.enqueue_forward(static_cast<int>(rows), m.scratch_x.get(), nullptr, m.params[0].get(), StepControl{});
         check(cudaGetLastError(), "forward launch");
         check(cudaMemcpyAsync(out + start * k, m.z[m.layers - 1].get(), rows * k * sizeof(T),
@@ -942,8 +896,8 @@ void CudaMlp<T>::outputs(std::size_t n, const T* x, T* out) const {
     check(cudaMemcpyAsync(m.scratch_out.get(), out, n * k * sizeof(T), cudaMemcpyHostToDevice, m.stream),
           "cudaMemcpy logits");
     const int blocks = static_cast<int>((n + kLossWarpsPerBlock - 1) / kLossWarpsPerBlock);
-    launch_kernel(false, output_activation_kernel<T>, blocks, 32 * kLossWarpsPerBlock, 0, m.stream,
-                  static_cast<int>(m.loss), static_cast<int>(n), static_cast<int>(k), m.scratch_out.get());
+    output_activation_kernel<T><<<blocks, 32 * kLossWarpsPerBlock, 0, m.stream>>>(
+        static_cast<int>(m.loss), static_cast<int>(n), static_cast<int>(k), m.scratch_out.get());
     check(cudaGetLastError(), "output activation launch");
     check(cudaMemcpyAsync(out, m.scratch_out.get(), n * k * sizeof(T), cudaMemcpyDeviceToHost, m.stream),
           "cudaMemcpy outputs");
@@ -967,7 +921,6 @@ double CudaMlp<T>::loss_and_grad(std::size_t n, const T* x, Targets<T> y, T* con
     c.step_loss = m.step_loss.get();
     const int rows = static_cast<int>(n);
     const T* p = m.params[0].get();
-    m.chain.after_copy();
     if (use_fused) {
         m.enqueue_fused(m.fused_tile(n), rows, m.scratch_x.get(), nullptr, m.scratch_labels.get(), m.scratch_values.get(), p, u, c);
     } else {

@@ -89,7 +89,7 @@ struct LossArgs {
 
 template <class T>
 __global__ void loss_rows_kernel(const LossArgs<T> a) {
-    if (step_kernel_skipped(a.control)) return;
+    if (step_skipped(a.control)) return;
     const int lane = threadIdx.x % 32;
     const int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (r >= a.n) return;
@@ -125,7 +125,7 @@ __device__ inline void reduce_step_loss(const double* partial, int count, double
 
 __global__ void __launch_bounds__(kReduceThreads) loss_sum_kernel(const double* row_loss, int n, double divisor,
                                                                   const StepControl control) {
-    if (step_kernel_skipped(control)) return;
+    if (step_skipped(control)) return;
     reduce_step_loss(row_loss, n, divisor, control);
 }
 

@@ -13,7 +13,6 @@
 #include <cuda_runtime.h>
 
 #include "activation.cuh"
-#include "dependent_launch.cuh"
 
 namespace fusedmlp::cuda {
 
@@ -25,12 +24,7 @@ struct StepControl {
     double* step_loss = nullptr;   // where the step's loss goes
 };
 
-// How every kernel of a step begins: it lets the next kernel be scheduled and waits for the
-// previous one (dependent_launch.cuh), before anything it reads, the divergence flag included;
-// then it says whether an earlier step diverged, in which case the kernel does nothing.
-__device__ __forceinline__ bool step_kernel_skipped(const StepControl& c) {
-    release_dependent_grid();
-    await_prior_grid();
+__device__ __forceinline__ bool step_skipped(const StepControl& c) {
     return c.diverged_step != nullptr && *reinterpret_cast<volatile int*>(c.diverged_step) < c.step;
 }
 

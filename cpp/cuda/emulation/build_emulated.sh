@@ -14,11 +14,13 @@ cp "$root"/cpp/cuda/*.cuh "$root"/cpp/cuda/*.hpp "$out/src/cuda/"
 cp "$root"/cpp/bindings/cuda_module.cpp "$root"/cpp/bindings/*.hpp "$out/src/bindings/"
 ln -s "$root/cpp/kernels" "$out/src/kernels"
 "$py" - "$root" "$out" <<'PY'
-import sys
+import re, sys
 root, out = sys.argv[1], sys.argv[2]
 source = open(f"{root}/cpp/cuda/cuda_mlp.cu").read()
-# Every launch goes through cudaLaunchKernelEx (dependent_launch.cuh), which the emulator has.
-assert "<<<" not in source, "cuda_mlp.cu: a <<<...>>> launch; launch through launch_kernel"
+# kernel<<<grid, block, smem, stream>>>(args) -> a launch of the emulator, arguments taken by value
+source = re.sub(r"(\w+(?:<[^;{}()]*?>)?)<<<(.*?)>>>\((.*?)\);",
+                lambda m: f"emu_kernel({m.group(2)}, [fn = &{m.group(1)}, args = std::make_tuple({m.group(3)})] "
+                          "{ std::apply(fn, args); });", source, flags=re.S)
 open(f"{out}/src/cuda/cuda_mlp.cpp", "w").write(source)
 fused = open(f"{out}/src/cuda/fused.cuh").read()
 line = "extern __shared__ __align__(16) unsigned char fused_smem[];"

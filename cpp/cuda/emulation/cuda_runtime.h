@@ -81,16 +81,15 @@ struct cudaFuncAttributes { size_t sharedSizeBytes; };
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
 enum { cudaStreamNonBlocking = 1 };
 enum cudaStreamCaptureMode { cudaStreamCaptureModeThreadLocal };
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount, cudaDevAttrMaxSharedMemoryPerBlockOptin, cudaDevAttrComputeCapabilityMajor };
-enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize, cudaFuncAttributePreferredSharedMemoryCarveout };
-enum { cudaSharedmemCarveoutMaxShared = 100 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount, cudaDevAttrMaxSharedMemoryPerBlockOptin };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
 using dim3 = Dim3;
 inline std::vector<std::function<void()>>* g_capture = nullptr;
 alignas(64) inline unsigned char g_dyn_smem[1 << 18];
 inline cudaError_t cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) { std::strcpy(p->name, "CPU emulator"); p->major = 9; p->minor = 0; return cudaSuccess; }
 inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
-inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) { *v = a == cudaDevAttrMultiProcessorCount ? 4 : a == cudaDevAttrComputeCapabilityMajor ? 9 : 232448; return cudaSuccess; }
+inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) { *v = a == cudaDevAttrMultiProcessorCount ? 4 : 232448; return cudaSuccess; }
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, int) { *s = (void*)1; return cudaSuccess; }
 inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaMalloc(void* p, size_t bytes) { void* m = std::malloc(bytes); std::memset(m, 0xFF, bytes); *static_cast<void**>(p) = m; return cudaSuccess; }
@@ -119,17 +118,7 @@ inline Dim3 to_dim3(Dim3 d) { return d; }
 inline Dim3 to_dim3(long long x) { return Dim3{static_cast<unsigned>(x), 1, 1}; }
 template <class G, class B, class F> void emu_kernel(G grid, B block, size_t, cudaStream_t, F body) {
     Dim3 g = to_dim3(grid);
-    unsigned threads = to_dim3(block).x;
+    unsigned threads = static_cast<unsigned>(block);
     auto run = [g, threads, body] { emu_launch(g, threads, body); };
     if (g_capture) g_capture->push_back(run); else run();
-}
-// Launches run one after another: a programmatic dependent launch is an ordinary one here.
-enum cudaLaunchAttributeID { cudaLaunchAttributeProgrammaticStreamSerialization };
-struct cudaLaunchAttributeValue { int programmaticStreamSerializationAllowed; };
-struct cudaLaunchAttribute { cudaLaunchAttributeID id; cudaLaunchAttributeValue val; };
-struct cudaLaunchConfig_t { Dim3 gridDim, blockDim; size_t dynamicSmemBytes; cudaStream_t stream; cudaLaunchAttribute* attrs; unsigned numAttrs; };
-template <class... P, class... A> cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* c, void (*kernel)(P...), A&&... a) {
-    emu_kernel(c->gridDim, c->blockDim, c->dynamicSmemBytes, c->stream,
-               [kernel, args = std::make_tuple(P(std::forward<A>(a))...)] { std::apply(kernel, args); });
-    return cudaSuccess;
 }
