@@ -117,11 +117,12 @@ main() {
     done
   fi
 
-  # Where each epoch's GPU time goes between kernels (narrow measured 139 us per step in the epoch
-  # against 89 us of kernels under ncu): torch.profiler's CUPTI records every kernel, our graphs'
-  # nodes included, where the machines have no nsys and ncu's graph profiling saw no graphs.
-  # Per config: kernel busy time and gaps per step, the kernels and the slow transitions, into
-  # $OUT/timeline_<config>.txt and .csv.
+  # Where each epoch's time goes: kernels, gaps between them, and host time around them (on
+  # 2026-11-26 it showed narrow's epochs spending 4 ms of 7.6 on the host, in the binding's check
+  # of the order). torch.profiler's CUPTI records every kernel, our graphs' nodes included; these
+  # machines have no nsys, and ncu's graph profiling saw no graphs. Per config: kernel busy time
+  # and gaps per step, the kernels and the slow transitions, into $OUT/timeline_<config>.txt and
+  # .csv.
   if wants timeline; then
     step "kernel timelines (torch.profiler)"
     : "${GPU_CHECK_TIMELINE:=narrow small mnist wide}"

@@ -134,3 +134,21 @@ def test_ctrl_c_stops_a_native_epoch_within_a_step():
     assert word == "interrupted"
     assert float(latency) < 0.5, latency
     assert finite == "True" and steps == "10" and diverged == "False"
+
+
+@pytest.mark.parametrize("bad", [-1, 40])
+@pytest.mark.parametrize("name", ["cpu", "cuda"])
+def test_an_order_index_outside_the_training_set_is_refused(bad, name):
+    # The native backends check the whole order before an epoch runs (the CUDA binding in one
+    # pass, the message built only for a failure) and leave the parameters untouched.
+    if name not in AVAILABLE_BACKENDS:
+        pytest.skip(f"no CUDA backend here: {fm.cuda_unavailable_reason()}")
+    backends, X, y = make_pair()
+    net = backends[name]
+    before = sum(net.get_parameters(), [])
+    order = np.arange(X.shape[0], dtype=np.int64)
+    order[17] = bad
+    with pytest.raises(ValueError, match=r"order: indices must lie in \[0, n\)"):
+        net.train_epoch(X, y, order, 8, False, np.full(5, 0.1), 0.0, False, 0.0)
+    for after, want in zip(sum(net.get_parameters(), []), before):
+        np.testing.assert_array_equal(after, want)
