@@ -101,6 +101,16 @@ def assert_trajectory(net, weights, biases, losses, step_losses, dtype):
     assert_matches_reference(np.concatenate(step_losses), np.concatenate(losses), dtype, tolerance)
 
 
+def assert_epochs_match_reference(net, weights, biases, activation, loss, X, y, orders, lrs, batch_size, dtype,
+                                  momentum=0.0, nesterov=False, weight_decay=0.0):
+    """Trains net for the planned epochs and holds its trajectory to the reference's."""
+    want_w, want_b, want_losses = reference_epochs(weights, biases, activation, loss, X, y, orders, lrs, batch_size,
+                                                   False, momentum, nesterov, weight_decay)
+    step_losses = [net.train_epoch(X, y, o, batch_size, False, r, momentum, nesterov, weight_decay)[0]
+                   for o, r in zip(orders, lrs)]
+    assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+
+
 def assert_loss_and_grad_match_reference(net, weights, biases, activation, loss, X, y, dtype, rel):
     """net.loss_and_grad against the reference's: the loss within rel, every gradient within the
     per-op tolerance of its dtype."""
@@ -243,10 +253,7 @@ def test_awkward_sizes_match_reference(sizes, batch_size, path, dtype):
     assert_loss_and_grad_match_reference(net, weights, biases, "leaky_relu", loss, X, y, dtype,
                                          1e-12 if dtype == np.float64 else 1e-5)
     orders, lrs = epoch_plan(n, batch_size, False, 2, 0.01)
-    want_w, want_b, want_losses = reference_epochs(weights, biases, "leaky_relu", loss, X, y, orders, lrs,
-                                                   batch_size, False, 0.9)
-    step_losses = [net.train_epoch(X, y, o, batch_size, False, r, 0.9, False, 0.0)[0] for o, r in zip(orders, lrs)]
-    assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+    assert_epochs_match_reference(net, weights, biases, "leaky_relu", loss, X, y, orders, lrs, batch_size, dtype, 0.9)
 
 
 @needs_gpu
@@ -261,10 +268,8 @@ def test_wide_network_on_both_gemm_tiles(tile, monkeypatch):
     assert_loss_and_grad_match_reference(net, weights, biases, "relu", "cross_entropy", X, y, dtype,
                                          1e-5)
     orders, lrs = epoch_plan(300, 128, False, 2, 0.05)
-    want_w, want_b, want_losses = reference_epochs(weights, biases, "relu", "cross_entropy", X, y, orders, lrs, 128,
-                                                   False, 0.9, True, 1e-4)
-    step_losses = [net.train_epoch(X, y, o, 128, False, r, 0.9, True, 1e-4)[0] for o, r in zip(orders, lrs)]
-    assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+    assert_epochs_match_reference(net, weights, biases, "relu", "cross_entropy", X, y,
+                                  orders, lrs, 128, dtype, 0.9, True, 1e-4)
 
 
 @needs_gpu
@@ -317,10 +322,8 @@ def test_fused_tiles_of_every_size_match_reference(rows, monkeypatch):
     net, weights, biases = make_net(sizes, "gelu", "cross_entropy", np.float32, "fused")
     X, y = make_data(sizes, "cross_entropy", 150, np.float32)
     orders, lrs = epoch_plan(150, 70, False, 2, 0.1)  # batches of 70, 70 and 10 rows
-    want_w, want_b, want_losses = reference_epochs(weights, biases, "gelu", "cross_entropy", X, y, orders, lrs, 70,
-                                                   False, 0.9, True, 1e-3)
-    step_losses = [net.train_epoch(X, y, o, 70, False, r, 0.9, True, 1e-3)[0] for o, r in zip(orders, lrs)]
-    assert_trajectory(net, want_w, want_b, want_losses, step_losses, np.float32)
+    assert_epochs_match_reference(net, weights, biases, "gelu", "cross_entropy", X, y,
+                                  orders, lrs, 70, np.float32, 0.9, True, 1e-3)
 
 
 @needs_gpu
@@ -334,10 +337,8 @@ def test_epoch_kernel_of_each_block_size_matches_reference(threads, momentum, dt
     net, weights, biases = make_net(sizes, "tanh", "cross_entropy", dtype, "fused")
     X, y = make_data(sizes, "cross_entropy", 150, dtype)
     orders, lrs = epoch_plan(150, 20, False, 2, 0.1)
-    want_w, want_b, want_losses = reference_epochs(weights, biases, "tanh", "cross_entropy", X, y, orders, lrs, 20,
-                                                   False, momentum, True, 1e-3)
-    step_losses = [net.train_epoch(X, y, o, 20, False, r, momentum, True, 1e-3)[0] for o, r in zip(orders, lrs)]
-    assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+    assert_epochs_match_reference(net, weights, biases, "tanh", "cross_entropy", X, y,
+                                  orders, lrs, 20, dtype, momentum, True, 1e-3)
 
 
 @needs_gpu
@@ -353,10 +354,8 @@ def test_partial_sums_of_many_or_few_blocks_match_reference(blocks, dtype, monke
     net, weights, biases = make_net(sizes, "gelu", "cross_entropy", dtype, "fused")
     X, y = make_data(sizes, "cross_entropy", n, dtype)
     orders, lrs = epoch_plan(n, batch_size, False, 1, 0.1)
-    want_w, want_b, want_losses = reference_epochs(weights, biases, "gelu", "cross_entropy", X, y, orders, lrs,
-                                                   batch_size, False, 0.9, True, 1e-3)
-    step_losses = [net.train_epoch(X, y, o, batch_size, False, r, 0.9, True, 1e-3)[0] for o, r in zip(orders, lrs)]
-    assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+    assert_epochs_match_reference(net, weights, biases, "gelu", "cross_entropy", X, y,
+                                  orders, lrs, batch_size, dtype, 0.9, True, 1e-3)
 
 
 @needs_gpu
@@ -378,10 +377,8 @@ def test_step_kernel_of_each_block_size_matches_reference(threads, sizes, dtype,
     for batch_size in (70, 20) if sizes[1] == 128 else (70,):
         net, weights, biases = make_net(sizes, "gelu", "cross_entropy", dtype, "fused")
         orders, lrs = epoch_plan(90, batch_size, False, 2, 0.1)
-        want_w, want_b, want_losses = reference_epochs(weights, biases, "gelu", "cross_entropy", X, y, orders, lrs,
-                                                       batch_size, False, 0.9, True, 1e-3)
-        step_losses = [net.train_epoch(X, y, o, batch_size, False, r, 0.9, True, 1e-3)[0] for o, r in zip(orders, lrs)]
-        assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+        assert_epochs_match_reference(net, weights, biases, "gelu", "cross_entropy", X, y,
+                                      orders, lrs, batch_size, dtype, 0.9, True, 1e-3)
 
 
 @needs_gpu
@@ -460,10 +457,7 @@ def test_gemm_tiles_and_splits_match_reference(sizes, tile, split, monkeypatch):
                                          1e-5)
     # a partial last batch (150 = 64 + 64 + 22) and rows gathered through the epoch's order
     orders, lrs = epoch_plan(150, 64, False, 1, 0.05)
-    want_w, want_b, want_losses = reference_epochs(weights, biases, "tanh", "cross_entropy", X, y, orders, lrs, 64,
-                                                   False, 0.9)
-    step_losses = [net.train_epoch(X, y, o, 64, False, r, 0.9, False, 0.0)[0] for o, r in zip(orders, lrs)]
-    assert_trajectory(net, want_w, want_b, want_losses, step_losses, dtype)
+    assert_epochs_match_reference(net, weights, biases, "tanh", "cross_entropy", X, y, orders, lrs, 64, dtype, 0.9)
     # inference (rows not gathered, another row count) through the same kernels
     got_w, got_b = net.get_parameters()
     assert_matches_reference(net.logits(X[:37]), reference.network_logits(got_w, got_b, "tanh", X[:37]), dtype)
