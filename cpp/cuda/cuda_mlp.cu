@@ -650,7 +650,7 @@ struct CudaMlp<T>::Impl {
         r.loss_divisor = loss_divisor(static_cast<int>(loss), rows, static_cast<int>(sizes.back()));
         r.update = update;
         r.control = c;
-        fused_reduce_kernel<T><<<fused_reduce_blocks(param_count, kVecWidth<T>), kReduceThreads, 0, stream>>>(r);
+        fused_reduce_kernel<T><<<fused_reduce_blocks<T>(param_count), kReduceThreads, 0, stream>>>(r);
     }
 
     // One step of `rows` rows; fused_tile: the tile size of the fused path.

@@ -617,13 +617,16 @@ struct ReduceArgs {
 // step in an H100 timeline, 2026-11-26).
 constexpr int kReduceLanes = 32;
 constexpr int kReduceGroups = kReduceThreads / kReduceLanes;
+// The parameters one block of fused_reduce_kernel takes.
+template <class T>
+constexpr int kReduceParams = kReduceLanes * kVecWidth<T>;
 
 template <class T>
 __global__ void __launch_bounds__(kReduceThreads) fused_reduce_kernel(const ReduceArgs<T> a) {
     if (step_skipped(a.control)) return;
     if (blockIdx.x == 0) reduce_step_loss(a.partial_loss, a.blocks, a.loss_divisor, a.control);
     constexpr int V = kVecWidth<T>;
-    constexpr int kParams = kReduceLanes * V;  // per block
+    constexpr int kParams = kReduceParams<T>;
     static_assert(kParams <= kReduceThreads, "a thread per parameter of the block");
     __shared__ Vec16<T> group_sums[kReduceGroups][kReduceLanes];
     const int lane = static_cast<int>(threadIdx.x) % kReduceLanes, group = static_cast<int>(threadIdx.x) / kReduceLanes;
@@ -659,9 +662,9 @@ __global__ void __launch_bounds__(kReduceThreads) fused_reduce_kernel(const Redu
 }
 
 // The grid of fused_reduce_kernel for param_count parameters.
-inline int fused_reduce_blocks(long long param_count, int vector_width) {
-    const long long per_block = static_cast<long long>(kReduceLanes) * vector_width;
-    return static_cast<int>((param_count + per_block - 1) / per_block);
+template <class T>
+int fused_reduce_blocks(long long param_count) {
+    return static_cast<int>((param_count + kReduceParams<T> - 1) / kReduceParams<T>);
 }
 
 }  // namespace fusedmlp::cuda
