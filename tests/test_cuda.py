@@ -422,6 +422,47 @@ def test_optimizer_state_round_trip_and_reset():
 
 
 @needs_gpu
+@pytest.mark.parametrize("path", ["fused", "tiled"])
+def test_a_call_between_start_and_finish_sees_the_whole_epoch(path):
+    """start_epoch returns before the epoch ends; every other call waits for it. 5 steps, an odd
+    number: until then the current state is in the second of the double buffers."""
+    sizes = [6, 16, 3]
+    X, y = make_data(sizes, "cross_entropy", 40, np.float32)
+    order = np.random.default_rng(3).permutation(40)
+    rates = np.full(5, 0.1)
+    whole, _, _ = make_net(sizes, "tanh", "cross_entropy", np.float32, path)
+    halves, _, _ = make_net(sizes, "tanh", "cross_entropy", np.float32, path)
+    step_loss, diverged = whole.train_epoch(X, y, order, 8, False, rates, 0.9, False, 0.0)
+    halves.start_epoch(X, y, order, 8, False, rates, 0.9, False, 0.0)
+    between = sum(halves.get_parameters(), []) + sum(halves.get_optimizer_state()[:2], [])
+    finished_loss, finished_diverged = halves.finish_epoch()
+    assert len(step_loss) == 5 and not diverged and not finished_diverged
+    np.testing.assert_array_equal(finished_loss, step_loss)
+    expected = sum(whole.get_parameters(), []) + sum(whole.get_optimizer_state()[:2], [])
+    for got, want in zip(between, expected):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(sum(halves.get_parameters(), []), sum(whole.get_parameters(), [])):
+        np.testing.assert_array_equal(got, want)
+
+
+@needs_gpu
+def test_one_epoch_in_flight_at_a_time():
+    sizes = [6, 16, 3]
+    X, y = make_data(sizes, "cross_entropy", 40, np.float32)
+    order = np.arange(40, dtype=np.int64)
+    net, _, _ = make_net(sizes, "relu", "cross_entropy", np.float32, "fused")
+    with pytest.raises(RuntimeError, match="no epoch"):
+        net.finish_epoch()
+    net.start_epoch(X, y, order, 8, False, np.full(5, 0.1), 0.0, False, 0.0)
+    with pytest.raises(RuntimeError, match="not read"):
+        net.start_epoch(X, y, order, 10, False, np.full(4, 0.1), 0.0, False, 0.0)
+    assert len(net.finish_epoch()[0]) == 5  # the first epoch's result, still there
+    assert len(net.train_epoch(X, y, order, 10, False, np.full(4, 0.1), 0.0, False, 0.0)[0]) == 4
+    with pytest.raises(RuntimeError, match="no epoch"):
+        net.finish_epoch()
+
+
+@needs_gpu
 def test_changed_training_set_is_uploaded_again():
     sizes = [4, 8, 1]
     X, y = make_data(sizes, "mse", 50, np.float32)

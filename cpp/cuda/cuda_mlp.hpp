@@ -27,6 +27,7 @@ DeviceStatus device_status();
 struct EpochResult {
     std::size_t steps_run = 0;  // including the divergent step, when there is one
     bool diverged = false;
+    std::vector<double> step_loss;  // of each step run
 };
 
 template <class T>
@@ -70,10 +71,19 @@ public:
     std::size_t training_rows() const;
 
     // One epoch over the uploaded training set, queued as one launch (a CUDA graph where
-    // possible), then waited for once. Steps past a divergent one are no-ops on the device;
-    // the parameters and momentum are those from before the divergent step.
+    // possible) behind the uploads of its order and rates. begin_epoch returns once it is
+    // queued, so that the host can prepare the next epoch meanwhile; end_epoch waits for it and
+    // returns its result. Every other call waits for it first. Steps past a divergent one are
+    // no-ops on the device; the parameters and momentum are those from before the divergent
+    // step. begin_epoch throws std::invalid_argument, having changed nothing, when an index of
+    // the order lies outside the training set. One epoch at a time: begin_epoch throws
+    // std::logic_error while the last epoch's result is unread, end_epoch when there is none.
+    void begin_epoch(const std::int64_t* order, std::size_t order_length, std::size_t batch_size, std::size_t steps,
+                     const double* lrs, const SgdConfig& config);
+    EpochResult end_epoch();
+    // begin_epoch, then end_epoch.
     EpochResult train_epoch(const std::int64_t* order, std::size_t order_length, std::size_t batch_size,
-                            std::size_t steps, const double* lrs, const SgdConfig& config, double* step_loss);
+                            std::size_t steps, const double* lrs, const SgdConfig& config);
 
 private:
     struct Impl;

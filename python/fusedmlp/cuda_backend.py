@@ -75,12 +75,20 @@ class CudaBackend(NativeNetworkBackend):
             self._net.set_momentum(l, w, b)
         self._net.optimizer_started = bool(started)
 
-    def train_epoch(self, X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay):
+    def start_epoch(self, X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay):
+        """Queues the epoch on the GPU and returns at once, so that the caller can prepare the next
+        one meanwhile; finish_epoch() waits for it and returns what train_epoch would."""
         self._ensure_training_set(X, y)
-        step_loss, diverged = self._net.train_epoch(
-            order, int(batch_size), bool(drop_last), np.ascontiguousarray(lrs, dtype=np.float64), float(momentum),
-            bool(nesterov), float(weight_decay))
+        self._net.start_epoch(order, int(batch_size), bool(drop_last), np.ascontiguousarray(lrs, dtype=np.float64),
+                              float(momentum), bool(nesterov), float(weight_decay))
+
+    def finish_epoch(self):
+        step_loss, diverged = self._net.finish_epoch()
         return step_loss, bool(diverged)
+
+    def train_epoch(self, X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay):
+        self.start_epoch(X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay)
+        return self.finish_epoch()
 
     def release_training_set(self):
         """The next fit uploads its training set again, even if it passes the same arrays: their

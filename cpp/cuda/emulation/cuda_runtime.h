@@ -95,6 +95,8 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaMalloc(void* p, size_t bytes) { void* m = std::malloc(bytes); std::memset(m, 0xFF, bytes); *static_cast<void**>(p) = m; return cudaSuccess; }
 template <class V> cudaError_t cudaMalloc(V** p, size_t bytes) { return cudaMalloc(static_cast<void*>(p), bytes); }
 inline cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
+inline cudaError_t cudaMallocHost(void** p, size_t bytes) { *p = std::malloc(bytes); return cudaSuccess; }
+inline cudaError_t cudaFreeHost(void* p) { std::free(p); return cudaSuccess; }
 inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind kind, cudaStream_t) {
     if (g_capture == nullptr) { std::memcpy(d, s, n); return cudaSuccess; }
     if (kind != cudaMemcpyDeviceToDevice) std::abort();  // a graph may only copy device memory here
