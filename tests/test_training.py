@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fusedmlp as fm
-from conftest import AVAILABLE_BACKENDS, relative_error
+from conftest import AVAILABLE_BACKENDS, assert_matches_reference, relative_error
 
 
 def synthetic(loss, n, d, k, seed=0):
@@ -245,3 +245,80 @@ def test_diabetes_mse_has_sensible_r2(backend):
     # Least squares reaches 0.36 on this split: a sensible net comes close to it.
     least_squares = LinearRegression().fit(X_train, y_train).score(X_test, y_test)
     assert r2 >= 0.3 and r2 >= least_squares - 0.05
+
+
+class _EpochInTwoHalves:
+    """A backend whose epochs come in two halves, start_epoch and finish_epoch, as the CUDA
+    backend's do: MLP.fit then draws the next epoch's shuffle between them."""
+
+    def __init__(self, backend):
+        self._backend = backend
+        self.started = 0
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def start_epoch(self, *args):
+        self.started += 1
+        self._result = self._backend.train_epoch(*args)
+
+    def finish_epoch(self):
+        result, self._result = self._result, None
+        return result
+
+
+def _stop_after_first_epoch(model, info):
+    return info.epoch == 0
+
+
+def _raise_after_first_epoch(model, info):
+    raise RuntimeError("a callback failed")
+
+
+# How a fit ends: every epoch run, or stopped before its last by a callback, early stopping, a
+# divergence, or an exception.
+FIT_ENDINGS = {
+    "all_epochs": dict(epochs=3),
+    "callback": dict(epochs=4, callbacks=[_stop_after_first_epoch]),
+    "early_stopping": dict(epochs=5, early_stopping=True, patience=1, min_delta=1e9),
+    "divergence": dict(epochs=4, lr=1e30, on_divergence="stop"),
+    "exception": dict(epochs=4, callbacks=[_raise_after_first_epoch]),
+}
+
+
+@pytest.mark.parametrize("ending", FIT_ENDINGS)
+def test_shuffles_drawn_ahead_leave_the_generator_as_drawn_in_turn(ending):
+    """A backend that trains asynchronously gets the next epoch's shuffle drawn while it works;
+    a shuffle that no epoch took goes back to the generator, so that later fits shuffle as they
+    would have."""
+    X, y = synthetic("cross_entropy", 96, 6, 3)
+    plain = fm.MLP([6, 10, 3], backend="numpy", dtype="float64", seed=5)
+    halves = fm.MLP([6, 10, 3], backend="numpy", dtype="float64", seed=5)
+    halves._backend = _EpochInTwoHalves(halves._backend)
+    initial_weights, initial_biases = plain.weights, plain.biases
+    for net in (plain, halves):
+        kwargs = {"batch_size": 16, "lr": 0.05, **FIT_ENDINGS[ending]}
+        if ending == "exception":
+            with pytest.raises(RuntimeError, match="a callback failed"):
+                net.fit(X, y, **kwargs)
+        else:
+            net.fit(X, y, **kwargs)
+    assert halves._backend.started >= 1
+    # From the same parameters, the next fit differs only if its shuffles do.
+    for net in (plain, halves):
+        net.set_parameters(initial_weights, initial_biases)
+        net.fit(X, y, epochs=2, batch_size=16, lr=0.05)
+    for a, b in zip(plain.weights + plain.biases, halves.weights + halves.biases):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_stopped_early_leaves_the_shuffles_of_the_reference(backend):
+    """On every backend, a fit stopped by a callback takes no more shuffles from the model's
+    generator than the epochs it ran: the next fit trains as the reference's does."""
+    X, y = synthetic("cross_entropy", 120, 7, 4)
+    nets = {b: fm.MLP([7, 12, 4], backend=b, dtype="float64", seed=9) for b in ("numpy", backend)}
+    for net in nets.values():
+        net.fit(X, y, epochs=4, batch_size=16, lr=0.05, callbacks=[_stop_after_first_epoch])
+        net.fit(X, y, epochs=2, batch_size=16, lr=0.05)
+    for a, b in zip(nets[backend].weights + nets[backend].biases, nets["numpy"].weights + nets["numpy"].biases):
+        assert_matches_reference(a, b, np.float64, 1e-8)

@@ -14,6 +14,12 @@ small interface over arrays already validated and converted by the MLP:
         A step diverges when its loss or a parameter value it would write is non-finite; it is
         not applied (parameters and momentum stay as before it), its loss is the last entry of
         step_loss, and the epoch stops there.
+
+A backend that runs epochs asynchronously (cuda) also offers train_epoch in two halves, so that
+MLP.fit draws the next epoch's shuffle while the device trains:
+
+    start_epoch(X, y, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay)
+    finish_epoch() -> (step_loss, diverged)
 """
 
 from __future__ import annotations

@@ -34,6 +34,32 @@ INITS = ("auto", "he_uniform", "glorot_uniform")
 ON_DIVERGENCE = ("raise", "stop")
 
 
+class _Shuffles:
+    """Each epoch's order, drawn from rng as DESIGN.md fixes: rng.permutation(n), or arange(n)
+    without shuffling. The next epoch's can be drawn ahead, while the current one trains; one
+    that no epoch took is given back, and the generator continues as if it had never been drawn."""
+
+    def __init__(self, rng, n, shuffle):
+        self._rng, self._n, self._shuffle = rng, n, shuffle
+        self._ahead = None  # (the generator's state before the draw, the order drawn)
+
+    def next(self):
+        if self._ahead is not None:
+            order, self._ahead = self._ahead[1], None
+            return order
+        return self._rng.permutation(self._n) if self._shuffle else np.arange(self._n)
+
+    def draw_ahead(self):
+        if self._shuffle and self._ahead is None:
+            state = self._rng.bit_generator.state
+            self._ahead = (state, self._rng.permutation(self._n))
+
+    def give_back(self):
+        if self._ahead is not None:
+            self._rng.bit_generator.state = self._ahead[0]
+            self._ahead = None
+
+
 class MLP:
     """A multilayer perceptron trained with mini-batch SGD.
 
@@ -313,14 +339,22 @@ class MLP:
             steps = len(reference.batch_bounds(n, options.batch_size, options.drop_last))
             schedule_rates(options.schedule, first_step, steps)
 
-    def _train_epoch(self, X, y, order, lrs, options):
-        """The backend's epoch: (step_loss as float64, diverged)."""
+    def _train_epoch(self, X, y, order, lrs, options, meanwhile=None):
+        """The backend's epoch: (step_loss as float64, diverged). meanwhile(), when given, runs
+        while a backend that trains asynchronously (start_epoch / finish_epoch) works."""
+        args = (X, y, order, options.batch_size, options.drop_last, lrs, options.momentum, options.nesterov,
+                options.weight_decay)
         # Overflow on the way to a divergence is reported as one (DivergenceError or
         # history.diverged), not as NumPy warnings from the reference backend as well.
         with np.errstate(over="ignore", invalid="ignore"):
-            step_loss, diverged = self._backend.train_epoch(X, y, order, options.batch_size, options.drop_last, lrs,
-                                                            options.momentum, options.nesterov,
-                                                            options.weight_decay)
+            if meanwhile is not None and hasattr(self._backend, "start_epoch"):
+                self._backend.start_epoch(*args)
+                try:
+                    meanwhile()
+                finally:
+                    step_loss, diverged = self._backend.finish_epoch()
+            else:
+                step_loss, diverged = self._backend.train_epoch(*args)
         return np.asarray(step_loss, dtype=np.float64), bool(diverged)
 
     def _evaluate(self, X, y):
@@ -342,13 +376,18 @@ class MLP:
         best_loss, best_epoch, best_parameters, since_best = math.inf, None, None, 0
         keep_best = options.early_stopping and options.restore_best_weights
         stop_reason, divergence = None, None
+        shuffles = _Shuffles(rng, n, options.shuffle)
         try:
             for epoch in range(options.epochs):
-                order = rng.permutation(n) if options.shuffle else np.arange(n)
+                order = shuffles.next()
                 first_step = self._global_step
                 lrs = schedule_rates(options.schedule, first_step, len(bounds))
                 started = time.perf_counter()
-                step_loss, diverged = self._train_epoch(X, y, order.astype(np.int64, copy=False), lrs, options)
+                # A GPU trains while the host draws the next epoch's shuffle (2.4 ms for 262,144
+                # samples here, on the order of the epoch itself).
+                draw_ahead = shuffles.draw_ahead if epoch + 1 < options.epochs else None
+                step_loss, diverged = self._train_epoch(X, y, order.astype(np.int64, copy=False), lrs, options,
+                                                        draw_ahead)
                 seconds = time.perf_counter() - started
                 record["step_loss"].append(step_loss)
                 record["lr"].append(lrs[:len(step_loss)])
@@ -393,6 +432,8 @@ class MLP:
                         stop_reason = "early_stopping"
                         break
         finally:
+            # The generator continues as if no epoch that did not run had drawn its shuffle.
+            shuffles.give_back()
             # The next fit may pass the same array with new contents: a backend that keeps the
             # training set (on a GPU) must take it afresh.
             self._backend.release_training_set()
