@@ -172,6 +172,14 @@ int step_threads_setting() {
     return threads == 256 || threads == 512 ? threads : kDefaultStepThreads;
 }
 
+// FUSEDMLP_CUDA_BIAS_GRAD=lanes: the fused kernels add each bias gradient with several lanes of
+// a warp (fused_bias_grad_by_lanes) instead of one thread; a tuning hook, not yet measured on a
+// GPU, so the default stays the measured thread per bias.
+bool bias_grad_by_lanes_setting() {
+    const char* value = std::getenv("FUSEDMLP_CUDA_BIAS_GRAD");
+    return value != nullptr && std::strcmp(value, "lanes") == 0;
+}
+
 // Test and tuning hooks: FUSEDMLP_CUDA_TILE=128, 64 or 64w forces one tile shape of the float
 // GEMMs; FUSEDMLP_CUDA_SPLIT=s splits every product whose K allows it into (about) s ranges of
 // K; FUSEDMLP_CUDA_PLAN_WARPS=w plans as if an SM needed w resident warps to run at full rate
@@ -511,6 +519,7 @@ struct CudaMlp<T>::Impl {
         f.partial_stride = fused_partial_stride(param_count);
         f.act = static_cast<int>(hidden);
         f.loss = static_cast<int>(loss);
+        f.bias_grad_by_lanes = bias_grad_by_lanes_setting();
         for (auto kernel : {fused_mlp_kernel<T, kSinkPartial, 256>, fused_mlp_kernel<T, kSinkGradient, 256>,
                             fused_mlp_kernel<T, kSinkUpdate, 256>, fused_mlp_kernel<T, kSinkPartial, 512>,
                             fused_mlp_kernel<T, kSinkGradient, 512>, fused_mlp_kernel<T, kSinkUpdate, 512>})
