@@ -504,7 +504,7 @@ GEMM_SIZES = [[100, 132, 67, 12], [99, 130, 68, 12]]
 
 @needs_gpu
 @pytest.mark.parametrize("split", ["1", "3"])
-@pytest.mark.parametrize("tile", ["128", "64", "64w"])
+@pytest.mark.parametrize("tile", ["128", "64", "64w", "128k16"])
 @pytest.mark.parametrize("sizes", GEMM_SIZES)
 def test_gemm_tiles_and_splits_match_reference(sizes, tile, split, monkeypatch):
     monkeypatch.setenv("FUSEDMLP_CUDA_TILE", tile)
