@@ -67,7 +67,14 @@ void begin_epoch(CudaMlp<T>& net, const Labels& order, std::size_t batch_size, b
     net.begin_epoch(order.data(), length, batch_size, steps, lrs.data(), SgdConfig{momentum, nesterov, weight_decay});
 }
 
-inline py::tuple epoch_result(const cuda::EpochResult& result) {
+// Waits for the queued epoch: (step_loss, diverged).
+template <class T>
+py::tuple finish_epoch(CudaMlp<T>& net) {
+    cuda::EpochResult result;
+    {
+        py::gil_scoped_release release;
+        result = net.end_epoch();
+    }
     Array<double> step_loss(static_cast<py::ssize_t>(result.steps_run));
     std::copy_n(result.step_loss.begin(), result.steps_run, step_loss.mutable_data());
     return py::make_tuple(step_loss, result.diverged);
@@ -165,28 +172,13 @@ void bind_cuda_mlp(py::module_& m, const char* name) {
              py::arg("drop_last"), py::arg("lrs").noconvert(), py::arg("momentum"), py::arg("nesterov"),
              py::arg("weight_decay"),
              "queues one epoch and returns at once; finish_epoch waits for it and returns its result")
-        .def(
-            "finish_epoch",
-            [](CudaMlp<T>& net) {
-                cuda::EpochResult result;
-                {
-                    py::gil_scoped_release release;
-                    result = net.end_epoch();
-                }
-                return epoch_result(result);
-            },
-            "(step_loss, diverged) of the epoch start_epoch queued")
+        .def("finish_epoch", &finish_epoch<T>, "(step_loss, diverged) of the epoch start_epoch queued")
         .def(
             "train_epoch",
             [](CudaMlp<T>& net, const Labels& order, std::size_t batch_size, bool drop_last, const Array<double>& lrs,
                double momentum, bool nesterov, double weight_decay) {
                 begin_epoch(net, order, batch_size, drop_last, lrs, momentum, nesterov, weight_decay);
-                cuda::EpochResult result;
-                {
-                    py::gil_scoped_release release;
-                    result = net.end_epoch();
-                }
-                return epoch_result(result);
+                return finish_epoch(net);
             },
             py::arg("order").noconvert(), py::arg("batch_size"), py::arg("drop_last"), py::arg("lrs").noconvert(),
             py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"),

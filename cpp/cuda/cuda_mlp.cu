@@ -748,7 +748,7 @@ struct CudaMlp<T>::Impl {
             check(cudaMemcpyAsync(momentum[1].get(), momentum[0].get(), param_count * sizeof(T),
                                   cudaMemcpyDeviceToDevice, stream),
                   "cudaMemcpy momentum");
-        // Every step's tiles as large as the largest batch's, for which train_epoch reserved.
+        // Every step's tiles as large as the largest batch's, for which begin_epoch reserved.
         const std::size_t rows_max = std::min(batch_size, order_length);
         const int tile = fused_tile(rows_max);
         if (one_launch_epoch(use_fused, rows_max, config.momentum)) {
@@ -810,7 +810,7 @@ struct CudaMlp<T>::Impl {
     void settle() {
         if (!epoch_in_flight) return;
         epoch_in_flight = false;
-        check(cudaStreamSynchronize(stream), "train_epoch");
+        check(cudaStreamSynchronize(stream), "epoch");
         const std::size_t steps = in_flight_steps;
         const int diverged_step = control_host.get()[2];
         result = EpochResult{};
@@ -826,7 +826,7 @@ struct CudaMlp<T>::Impl {
             check(cudaMemcpyAsync(momentum[0].get(), momentum[1].get(), param_count * sizeof(T),
                                   cudaMemcpyDeviceToDevice, stream),
                   "cudaMemcpy momentum");
-            check(cudaStreamSynchronize(stream), "train_epoch");
+            check(cudaStreamSynchronize(stream), "epoch");
         }
         started = started || applied > 0;
         result_unread = true;
@@ -1152,13 +1152,6 @@ EpochResult CudaMlp<T>::end_epoch() {
     if (!m.result_unread) throw std::logic_error("end_epoch: no epoch was begun since the last end_epoch");
     m.result_unread = false;
     return std::move(m.result);
-}
-
-template <class T>
-EpochResult CudaMlp<T>::train_epoch(const std::int64_t* order, std::size_t order_length, std::size_t batch_size,
-                                    std::size_t steps, const double* lrs, const SgdConfig& config) {
-    begin_epoch(order, order_length, batch_size, steps, lrs, config);
-    return end_epoch();
 }
 
 template class CudaMlp<float>;

@@ -66,7 +66,7 @@ public:
     // Mean loss over the n rows and its gradient for every layer; changes nothing.
     double loss_and_grad(std::size_t n, const T* x, Targets<T> y, T* const* dw, T* const* db) const;
 
-    // Copies the training set to the device; train_epoch then indexes it by `order`.
+    // Copies the training set to the device; begin_epoch then indexes it by `order`.
     void upload_training_set(std::size_t n, const T* x, Targets<T> y);
     std::size_t training_rows() const;
 
@@ -81,9 +81,6 @@ public:
     void begin_epoch(const std::int64_t* order, std::size_t order_length, std::size_t batch_size, std::size_t steps,
                      const double* lrs, const SgdConfig& config);
     EpochResult end_epoch();
-    // begin_epoch, then end_epoch.
-    EpochResult train_epoch(const std::int64_t* order, std::size_t order_length, std::size_t batch_size,
-                            std::size_t steps, const double* lrs, const SgdConfig& config);
 
 private:
     struct Impl;
