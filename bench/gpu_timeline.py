@@ -110,14 +110,18 @@ def timeline(kernels):
     return {"span_ns": span, "busy_ns": busy, "gap_ns": span - busy, "rows": rows, "transitions": transitions}
 
 
-def analyze(events, epochs, steps_per_epoch, epoch_starts_ns=None, wall_s=None, runtime_calls=None):
+def analyze(events, epochs, steps_per_epoch, epoch_starts_ns=None, wall_s=None, runtime_calls=None,
+            epoch_windows_ns=None):
     """The timeline's numbers from device events.
 
     events: Event(name, kind, start_ns, dur_ns[, stream]) or plain tuples in that order, kind one
     of "kernel", "memcpy", "memset" (anything else is ignored). epoch_starts_ns: each profiled
     epoch's start on the events' clock, to split them; None: one group, reported per epoch as its
     totals divided by `epochs` (the gaps between epochs then count as gaps). wall_s: host seconds
-    per epoch. runtime_calls: {name: count} of CUDA runtime calls, reported per step.
+    per epoch. runtime_calls: {name: (calls, total ns)} of CUDA runtime calls on the host.
+    epoch_windows_ns: each epoch's (start, end) on the host, the same clock: the host time before
+    the epoch's first device event (the call, its checks and uploads, the launch) and after its
+    last (the downloads, the wake-up from the wait, the return) are reported per epoch.
     Times in the result are in ns unless the key says otherwise."""
     events = [e if isinstance(e, Event) else Event(*e) for e in events]
     kernels = [e for e in events if e.kind == "kernel"]
@@ -149,7 +153,12 @@ def analyze(events, epochs, steps_per_epoch, epoch_starts_ns=None, wall_s=None, 
             bucket[1] += gap
             overlapping += following.start_ns < before.start_ns + before.dur_ns
         kinds = collections.Counter(e.kind for e in copy_group)
-        per_epoch.append({
+        around = {}
+        if split and epoch_windows_ns and len(epoch_windows_ns) == epochs and (group or copy_group):
+            first = min(e.start_ns for e in group + copy_group)
+            last = max(e.start_ns + e.dur_ns for e in group + copy_group)
+            around = {"lead_ns": first - epoch_windows_ns[index][0], "tail_ns": epoch_windows_ns[index][1] - last}
+        per_epoch.append({**around,
             "kernels": len(group), "span_ns": merged["span_ns"], "busy_ns": merged["busy_ns"],
             "gap_ns": merged["gap_ns"], "memcpy": kinds["memcpy"], "memset": kinds["memset"],
             "memcpy_ns": sum(e.dur_ns for e in copy_group if e.kind == "memcpy"),
@@ -176,7 +185,8 @@ def analyze(events, epochs, steps_per_epoch, epoch_starts_ns=None, wall_s=None, 
         "kernels": len(kernels), "kernel_table": kernel_table, "gap_after": gap_after, "gap_pairs": gap_pairs,
         "gap_histogram": [{"bucket": label, "gaps": n, "total_ns": total}
                           for label, (n, total) in zip(GAP_LABELS, hist)],
-        "overlapping": overlapping, "runtime_calls": dict(runtime_calls or {}),
+        "overlapping": overlapping,
+        "runtime_calls": {name: tuple(value) for name, value in (runtime_calls or {}).items()},
         "csv_rows": [{"epoch": epoch, "name": event.name, "start_us": (event.start_ns - first_start) / 1000,
                       "duration_us": event.dur_ns / 1000, "gap_before_us": None if gap is None else gap / 1000,
                       "stream": event.stream} for epoch, event, gap in csv_rows],
@@ -208,6 +218,11 @@ def format_report(result, header_lines=()):
                  f"({100 * total['gap_ns'] / total['span_ns'] if total['span_ns'] else 0:.1f}% of the span)")
     lines.append("(gaps: no kernel running, memcpy/memset time included; kernels overlapping their predecessor: "
                  f"{result['overlapping']})")
+    if all("lead_ns" in e for e in result["per_epoch"]):
+        lead = sum(e["lead_ns"] for e in result["per_epoch"]) / epochs
+        tail = sum(e["tail_ns"] for e in result["per_epoch"]) / epochs
+        lines.append(f"per epoch, mean: host before the GPU's first event {lead / 1e3:.1f} us (call, checks, "
+                     f"uploads, launch); after its last {tail / 1e3:.1f} us (downloads, wake-up, return)")
     lines.append("")
     lines.append(f"kernels, by total time ({result['kernels']} launches):")
     lines.append(f"{'per step':>8} {'mean us':>9} {'total ms':>9} {'% busy':>7}  name")
@@ -234,9 +249,9 @@ def format_report(result, header_lines=()):
                      f"{short_name(row['before'], 60)} -> {short_name(row['after'], 60)}")
     if result["runtime_calls"]:
         lines.append("")
-        lines.append("CUDA runtime calls (host side), per step: " + ", ".join(
-            f"{name} {count / steps:.2f}"
-            for name, count in sorted(result["runtime_calls"].items(), key=lambda item: -item[1])[:8]))
+        lines.append("CUDA runtime calls (host side), per epoch: calls, host us")
+        for name, (calls, total_ns) in sorted(result["runtime_calls"].items(), key=lambda item: -item[1][1])[:10]:
+            lines.append(f"{calls / epochs:9.2f} {total_ns / 1e3 / epochs:10.1f}  {name}")
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
@@ -251,8 +266,8 @@ def write_csv(path, result):
 
 
 def profiler_events(prof):
-    """(device events, epoch marks {index: (start_ns, end_ns)}, runtime call counts, other device
-    activity counts) from a finished torch.profiler.profile.
+    """(device events, epoch marks {index: (start_ns, end_ns)}, runtime calls {name: [calls, total
+    ns]}, other device activity counts) from a finished torch.profiler.profile.
 
     kineto's events carry device_type() (DeviceType.CUDA for what CUPTI recorded on the GPU),
     activity_type() ("kernel", "gpu_memcpy", "gpu_memset", "gpu_user_annotation", ...; host side
@@ -260,7 +275,8 @@ def profiler_events(prof):
     clock. Older builds without kineto_results: the FunctionEvents of prof.events()."""
     from torch.autograd import DeviceType
 
-    device, marks, runtime, other = [], {}, collections.Counter(), collections.Counter()
+    device, marks, other = [], {}, collections.Counter()
+    runtime = collections.defaultdict(lambda: [0, 0])  # name: [calls, total ns]
     results = getattr(getattr(prof, "profiler", None), "kineto_results", None)
     if results is not None:
         # activity_type() is missing from some torch builds (2.11 on the H100 machine, 2026-11-26):
@@ -288,8 +304,9 @@ def profiler_events(prof):
         elif name.startswith(EPOCH_MARK):
             marks[int(name[len(EPOCH_MARK):])] = (start, start + duration)
         elif activity in ("cuda_runtime", "cuda_driver") or (not activity and name.startswith("cuda")):
-            runtime[name] += 1
-    return device, marks, runtime, other
+            runtime[name][0] += 1
+            runtime[name][1] += duration
+    return device, marks, dict(runtime), other
 
 
 def synthetic_events(marks, steps_per_epoch):
@@ -389,7 +406,8 @@ def profile_config(name, sizes, batch, samples, opts, torch):
         outside = sum(1 for e in events if e.kind == "kernel"
                       and not any(a <= e.start_ns <= b for a, b in windows)) if windows else "?"
         header.append(f"kernels starting outside their epoch's host window: {outside}")
-    result = analyze(events, opts.epochs, steps, starts, walls, runtime)
+    windows = [marks[i] for i in range(opts.epochs)] if starts is not None else None
+    result = analyze(events, opts.epochs, steps, starts, walls, runtime, windows)
     write_csv(os.path.join(opts.out, f"timeline_{name}.csv"), result)
     return format_report(result, header), found
 
