@@ -139,8 +139,9 @@ def test_ctrl_c_stops_a_native_epoch_within_a_step():
 @pytest.mark.parametrize("bad", [-1, 40])
 @pytest.mark.parametrize("name", ["cpu", "cuda"])
 def test_an_order_index_outside_the_training_set_is_refused(bad, name):
-    # The native backends check the whole order before an epoch runs (the CUDA binding in one
-    # pass, the message built only for a failure) and leave the parameters untouched.
+    # The native backends check the whole order before an epoch runs (the CUDA backend in the
+    # pass that narrows it to int, the message built only for a failure) and leave the
+    # parameters untouched.
     if name not in AVAILABLE_BACKENDS:
         pytest.skip(f"no CUDA backend here: {fm.cuda_unavailable_reason()}")
     backends, X, y = make_pair()

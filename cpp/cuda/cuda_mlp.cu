@@ -128,23 +128,26 @@ using TileD64 = GemmTile<double, 64, 64, 8, 4, 4, 2>;
 // Only under FUSEDMLP_CUDA_TILE=128k16 (not yet timed on a GPU; the planner does not choose it).
 using TileF128K16 = GemmTile<float, 128, 128, 16, 8, 8, 2>;
 
-enum GemmTileId : int { kTileF128, kTileF64, kTileF64Warps, kTileD64, kTileF128K16, kTileCount };
+// The float tiles first, then the double one.
+enum GemmTileId : int { kTileF128, kTileF64, kTileF64Warps, kTileF128K16, kTileD64, kTileCount };
 
 // What the planner assumes of each tile shape: its edges and K step, warps per block, blocks
 // resident per SM, and its throughput per SM relative to TileF128 once the SM has enough warps
 // (64 x 64 blocks load twice as much per multiply-add from L2; 4 x 4 per thread spends about
 // one issue slot in five on shared-memory reads and tile staging instead of multiply-adds).
-// Estimates from the kernels' structure, not measurements.
+// Estimates from the kernels' structure, not measurements. planned: whether the planner
+// chooses among it; a tile that is not runs only when FUSEDMLP_CUDA_TILE forces it.
 struct TileModel {
     int bm, bn, bk, warps, resident;
     double efficiency;
+    bool planned;
 };
 constexpr TileModel kTileModels[kTileCount] = {
-    {128, 128, 8, 8, 2, 1.0},
-    {64, 64, 8, 2, 6, 0.9},
-    {64, 64, 16, 8, 3, 0.75},
-    {64, 64, 8, 8, 2, 1.0},
-    {128, 128, 16, 8, 2, 1.0},
+    {128, 128, 8, 8, 2, 1.0, true},
+    {64, 64, 8, 2, 6, 0.9, true},
+    {64, 64, 16, 8, 3, 0.75, true},
+    {128, 128, 16, 8, 2, 1.0, false},
+    {64, 64, 8, 8, 2, 1.0, true},
 };
 
 // FUSEDMLP_CUDA_FUSED_ROWS=8, 16 or 32 forces the fused kernel's tile rows for batches of more
@@ -275,9 +278,8 @@ GemmPlan plan_gemm(long long M, long long N, long long K, int sms, const GemmOve
     const long long max_splits = std::max(1LL, std::min(kMaxSplits, split_limit(sms) / std::max(M * N, 1LL)));
     const int first = is_float ? kTileF128 : kTileD64, last = is_float ? kTileF128K16 : kTileD64;
     for (int tile = first; tile <= last; ++tile) {
-        if (is_float && tile == kTileD64) continue;
         if (is_float && forced.tile >= 0 && tile != forced.tile) continue;
-        if (tile == kTileF128K16 && forced.tile != kTileF128K16) continue;  // a hook only
+        if (!kTileModels[tile].planned && tile != forced.tile) continue;
         if (forced.splits > 0) {
             if (!consider(tile, std::min<long long>(forced.splits, max_splits))) consider(tile, 1);
             continue;
@@ -420,8 +422,8 @@ struct CudaMlp<T>::Impl {
     PinnedArray<double> lrs_host, step_loss_host;
     PinnedArray<int> control_host;  // [0] and [1] as control's, uploaded; [2] the diverged step, downloaded
 
-    // An epoch queued by begin_epoch and not yet waited for, and the result of the last one.
-    bool epoch_in_flight = false;
+    // The steps of an epoch queued by begin_epoch and not yet waited for (0: none), and the
+    // result of the last one.
     std::size_t in_flight_steps = 0;
     bool result_unread = false;
     EpochResult result;
@@ -808,10 +810,10 @@ struct CudaMlp<T>::Impl {
     // its result for end_epoch. Every call of CudaMlp does this first (settled_lock), so that
     // none sees an epoch half done.
     void settle() {
-        if (!epoch_in_flight) return;
-        epoch_in_flight = false;
-        check(cudaStreamSynchronize(stream), "epoch");
         const std::size_t steps = in_flight_steps;
+        if (steps == 0) return;
+        in_flight_steps = 0;
+        check(cudaStreamSynchronize(stream), "epoch");
         const int diverged_step = control_host.get()[2];
         result = EpochResult{};
         result.diverged = diverged_step != INT_MAX && static_cast<std::size_t>(diverged_step) < steps;
@@ -1141,7 +1143,6 @@ void CudaMlp<T>::begin_epoch(const std::int64_t* order, std::size_t order_length
     check(cudaMemcpyAsync(m.step_loss_host.get(), m.step_loss.get(), steps * sizeof(double), cudaMemcpyDeviceToHost,
                           m.stream),
           "cudaMemcpy step_loss");
-    m.epoch_in_flight = true;
     m.in_flight_steps = steps;
 }
 

@@ -188,7 +188,7 @@ __device__ void fused_copy_layer(const FusedArgs<T>& f, T* sm, int l, const T* s
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     // Whole 16-byte vectors where every row starts on a 16-byte boundary in global memory (the
     // shared rows always do: their offsets and strides are multiples of 4 elements).
-    constexpr int V = 16 / static_cast<int>(sizeof(T));
+    constexpr int V = kVecWidth<T>;
     const int vectors = async && n_out % V == 0 && f.w_off[l] % V == 0 && f.b_off[l] % V == 0 &&
                                 reinterpret_cast<std::uintptr_t>(src) % 16 == 0
                             ? n_out / V
@@ -227,7 +227,7 @@ __device__ void fused_store_layer(const FusedArgs<T>& f, const T* sm, int l, T* 
     T* gw = dst + f.w_off[l];
     T* gb = dst + f.b_off[l];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    constexpr int V = 16 / static_cast<int>(sizeof(T));
+    constexpr int V = kVecWidth<T>;
     const int vectors = n_out % V == 0 && f.w_off[l] % V == 0 && f.b_off[l] % V == 0 &&
                                 reinterpret_cast<std::uintptr_t>(dst) % 16 == 0
                             ? n_out / V
