@@ -1,6 +1,6 @@
 // A multilayer perceptron whose parameters, optimizer state and training set live in GPU
 // memory. Plain C++: no CUDA header is needed to use it, so the pybind11 unit that wraps it is
-// compiled by the host compiler alone. The implementation (cuda_mlp.cu) owns every device
+// compiled by the host compiler alone. The implementation (cuda_mlp_impl.cuh) owns every device
 // buffer and launches the kernels of the other cpp/cuda headers.
 #pragma once
 

@@ -160,7 +160,6 @@ struct FusedArgs {
     long long w_off[kFusedMaxLayers] = {}, b_off[kFusedMaxLayers] = {};  // in the flat parameters
     long long partial_stride = 0;  // fused_partial_stride(parameters)
     int act = kIdentity, loss = kCrossEntropy;
-    bool bias_grad_by_lanes = false;  // fused_bias_grad_by_lanes, else a thread per bias (a tuning hook)
     const T* x = nullptr;
     const int* rows = nullptr;  // batch row -> training sample (null: identity)
     int batch_rows = 0;
@@ -389,27 +388,6 @@ __device__ __forceinline__ void fused_sink(const FusedArgs<T>& f, T* sm, const F
     }
 }
 
-// Layer l's bias gradient, the sum of dz over the tile's rows, with rows / 4 lanes of a warp per
-// bias (2, 4 or 8): each lane adds 4 rows, then shuffles add the lanes' sums pairwise, in a fixed
-// order. The thread-per-bias loop leaves 64 of 512 threads adding 32 rows one after another
-// while the rest wait at the barrier that follows: a third of tiny's barrier stalls on an H100.
-template <int kSink, int kThreads, class T>
-__device__ void fused_bias_grad_by_lanes(const FusedArgs<T>& f, T* sm, const FusedStep<T>& step, int l, const T* dz) {
-    const FusedLayout& s = f.s;
-    const int n_out = s.sizes[l + 1];
-    const int lanes = s.rows / 4, shift = __ffs(lanes) - 1;
-    const int part = static_cast<int>(threadIdx.x) & (lanes - 1);
-    // The same rounds on every thread, so that whole warps take part in every shuffle.
-    for (int first = 0; first < n_out * lanes; first += kThreads) {
-        const int n = (first + static_cast<int>(threadIdx.x)) >> shift;
-        T v[4] = {T(0), T(0), T(0), T(0)};
-        if (n < n_out) load4(dz + n * s.ldh + 4 * part, v);
-        T sum = ((v[0] + v[1]) + v[2]) + v[3];
-        for (int offset = lanes / 2; offset > 0; offset >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-        if (n < n_out && part == 0) fused_sink<kSink>(f, sm, step, l, false, 0, n, sum);
-    }
-}
-
 // Layer l backward, given dz of its output: dz of its input (l > 0) written over der[l], then
 // the weight and bias gradients into the sink. Contains barriers; ends with one.
 template <int kSink, int kThreads, class T>
@@ -441,21 +419,17 @@ __device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedSt
                 if (n < n_out) fused_sink<kSink>(f, sm, step, l, true, m, n, v[q]);
             }
         });
-    if (f.bias_grad_by_lanes) {
-        fused_bias_grad_by_lanes<kSink, kThreads>(f, sm, step, l, dz);
-    } else {
-        for (int n = threadIdx.x; n < n_out; n += kThreads) {
-            T sum = 0;
-            for (int r = 0; r < s.rows; r += 4) {
-                T v[4];
-                load4(dz + n * s.ldh + r, v);
-                sum += v[0];
-                sum += v[1];
-                sum += v[2];
-                sum += v[3];
-            }
-            fused_sink<kSink>(f, sm, step, l, false, 0, n, sum);
+    for (int n = threadIdx.x; n < n_out; n += kThreads) {
+        T sum = 0;
+        for (int r = 0; r < s.rows; r += 4) {
+            T v[4];
+            load4(dz + n * s.ldh + r, v);
+            sum += v[0];
+            sum += v[1];
+            sum += v[2];
+            sum += v[3];
         }
+        fused_sink<kSink>(f, sm, step, l, false, 0, n, sum);
     }
     __syncthreads();
 }

@@ -7,7 +7,7 @@
 // Every output element is summed by one thread in a fixed order: results are bit-identical
 // from run to run. A product with too few output tiles to fill the device is split along K:
 // block z sums its own range of K into a workspace, and splitk_finish_kernel adds the ranges in
-// order and applies the epilogue (deterministic, no atomics). The launcher (cuda_mlp.cu) picks
+// order and applies the epilogue (deterministic, no atomics). The launcher (cuda_mlp_impl.cuh) picks
 // the tile shape and the split per product.
 //
 // Data movement: global memory is read in 16-byte vectors (float4 / double2) wherever the

@@ -123,8 +123,9 @@ __device__ inline void reduce_step_loss(const double* partial, int count, double
     }
 }
 
-__global__ void __launch_bounds__(kReduceThreads) loss_sum_kernel(const double* row_loss, int n, double divisor,
-                                                                  const StepControl control) {
+// static: not a template, so each translation unit that includes this header has its own copy.
+static __global__ void __launch_bounds__(kReduceThreads) loss_sum_kernel(const double* row_loss, int n,
+                                                                         double divisor, const StepControl control) {
     if (step_skipped(control)) return;
     reduce_step_loss(row_loss, n, divisor, control);
 }

@@ -11,26 +11,33 @@ out="$root/build-dev/emulated"
 rm -rf "$out"
 mkdir -p "$out/src/cuda" "$out/src/bindings" "$out/pkg"
 cp "$root"/cpp/cuda/*.cuh "$root"/cpp/cuda/*.hpp "$out/src/cuda/"
+for unit in "$root"/cpp/cuda/*.cu; do cp "$unit" "$out/src/cuda/$(basename "${unit%.cu}").cpp"; done
 cp "$root"/cpp/bindings/cuda_module.cpp "$root"/cpp/bindings/*.hpp "$out/src/bindings/"
 ln -s "$root/cpp/kernels" "$out/src/kernels"
 "$py" - "$root" "$out" <<'PY'
 import re, sys
 root, out = sys.argv[1], sys.argv[2]
-source = open(f"{root}/cpp/cuda/cuda_mlp.cu").read()
+source = open(f"{root}/cpp/cuda/cuda_mlp_impl.cuh").read()
 # kernel<<<grid, block, smem, stream>>>(args) -> a launch of the emulator, arguments taken by value
 source = re.sub(r"(\w+(?:<[^;{}()]*?>)?)<<<(.*?)>>>\((.*?)\);",
                 lambda m: f"emu_kernel({m.group(2)}, [fn = &{m.group(1)}, args = std::make_tuple({m.group(3)})] "
                           "{ std::apply(fn, args); });", source, flags=re.S)
-open(f"{out}/src/cuda/cuda_mlp.cpp", "w").write(source)
+open(f"{out}/src/cuda/cuda_mlp_impl.cuh", "w").write(source)
 fused = open(f"{out}/src/cuda/fused.cuh").read()
 line = "extern __shared__ __align__(16) unsigned char fused_smem[];"
 assert line in fused, "fused.cuh: the dynamic shared-memory declaration changed; update build_emulated.sh"
 open(f"{out}/src/cuda/fused.cuh", "w").write(fused.replace(line, "unsigned char* fused_smem = g_dyn_smem;"))
 PY
 suffix="$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
-g++ -std=c++20 -O1 -fPIC -shared -w -I"$root/cpp/cuda/emulation" -I"$("$py" -c 'import pybind11; print(pybind11.get_include())')" \
-  -I"$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
-  "$out/src/cuda/cuda_mlp.cpp" "$out/src/bindings/cuda_module.cpp" -o "$out/_cuda$suffix" -lpthread
+flags=(-std=c++20 -O1 -fPIC -w -I"$root/cpp/cuda/emulation" -I"$("$py" -c 'import pybind11; print(pybind11.get_include())')"
+       -I"$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')")
+# One object per unit, compiled in parallel as the real build does.
+pids=()
+for unit in "$out"/src/cuda/*.cpp "$out/src/bindings/cuda_module.cpp"; do
+  g++ "${flags[@]}" -c "$unit" -o "${unit%.cpp}.o" & pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+g++ -shared "$out"/src/cuda/*.o "$out/src/bindings/cuda_module.o" -o "$out/_cuda$suffix" -lpthread
 cp -r "$root/python/fusedmlp" "$out/pkg/"
 rm -f "$out"/pkg/fusedmlp/_cuda*.so
 cp "$out/_cuda$suffix" "$out/pkg/fusedmlp/"

@@ -39,7 +39,6 @@ inline std::vector<std::unique_ptr<std::barrier<>>> g_warp_barriers;
 inline double g_exchange[1024];
 inline void __syncthreads() { g_block_barrier->arrive_and_wait(); }
 inline void __syncwarp() { g_warp_barriers[threadIdx.x / 32]->arrive_and_wait(); }
-inline int __ffs(int x) { return __builtin_ffs(x); }
 template <class V> V __shfl_xor_sync(unsigned, V v, int offset) {
     int t = threadIdx.x; int warp = t / 32, lane = t % 32;
     __syncwarp();

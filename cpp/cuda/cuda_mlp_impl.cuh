@@ -1,5 +1,10 @@
 // CudaMlp: device memory, the order of launches for a step and an epoch, and the CUDA graph
-// that replays an epoch's launches with one host call.
+// that replays an epoch's launches with one host call. Included by one translation unit per
+// scalar type (cuda_mlp_float.cu, cuda_mlp_double.cu), so that the build compiles them in
+// parallel: as one unit it took about two minutes on one core of a 16-core GPU machine.
+// Everything here besides CudaMlp<T> has internal linkage, a copy per unit.
+#pragma once
+
 #include "cuda_mlp.hpp"
 
 #include <cuda_runtime.h>
@@ -124,30 +129,24 @@ using TileF128 = GemmTile<float, 128, 128, 8, 8, 8, 2>;
 using TileF64 = GemmTile<float, 64, 64, 8, 8, 8, 6>;
 using TileF64Warps = GemmTile<float, 64, 64, 16, 4, 4, 3>;
 using TileD64 = GemmTile<double, 64, 64, 8, 4, 4, 2>;
-// TileF128 with K staged 16 at a time: half the barriers and tile stagings per multiply-add.
-// Only under FUSEDMLP_CUDA_TILE=128k16 (not yet timed on a GPU; the planner does not choose it).
-using TileF128K16 = GemmTile<float, 128, 128, 16, 8, 8, 2>;
 
 // The float tiles first, then the double one.
-enum GemmTileId : int { kTileF128, kTileF64, kTileF64Warps, kTileF128K16, kTileD64, kTileCount };
+enum GemmTileId : int { kTileF128, kTileF64, kTileF64Warps, kTileD64, kTileCount };
 
 // What the planner assumes of each tile shape: its edges and K step, warps per block, blocks
 // resident per SM, and its throughput per SM relative to TileF128 once the SM has enough warps
 // (64 x 64 blocks load twice as much per multiply-add from L2; 4 x 4 per thread spends about
 // one issue slot in five on shared-memory reads and tile staging instead of multiply-adds).
-// Estimates from the kernels' structure, not measurements. planned: whether the planner
-// chooses among it; a tile that is not runs only when FUSEDMLP_CUDA_TILE forces it.
+// Estimates from the kernels' structure, not measurements.
 struct TileModel {
     int bm, bn, bk, warps, resident;
     double efficiency;
-    bool planned;
 };
 constexpr TileModel kTileModels[kTileCount] = {
-    {128, 128, 8, 8, 2, 1.0, true},
-    {64, 64, 8, 2, 6, 0.9, true},
-    {64, 64, 16, 8, 3, 0.75, true},
-    {128, 128, 16, 8, 2, 1.0, false},
-    {64, 64, 8, 8, 2, 1.0, true},
+    {128, 128, 8, 8, 2, 1.0},
+    {64, 64, 8, 2, 6, 0.9},
+    {64, 64, 16, 8, 3, 0.75},
+    {64, 64, 8, 8, 2, 1.0},
 };
 
 // FUSEDMLP_CUDA_FUSED_ROWS=8, 16 or 32 forces the fused kernel's tile rows for batches of more
@@ -179,14 +178,6 @@ int step_threads_setting() {
     return threads == 256 || threads == 512 ? threads : kDefaultStepThreads;
 }
 
-// FUSEDMLP_CUDA_BIAS_GRAD=lanes: the fused kernels add each bias gradient with several lanes of
-// a warp (fused_bias_grad_by_lanes) instead of one thread; a tuning hook, not yet measured on a
-// GPU, so the default stays the measured thread per bias.
-bool bias_grad_by_lanes_setting() {
-    const char* value = std::getenv("FUSEDMLP_CUDA_BIAS_GRAD");
-    return value != nullptr && std::strcmp(value, "lanes") == 0;
-}
-
 // Test and tuning hooks: FUSEDMLP_CUDA_TILE=128, 64 or 64w forces one tile shape of the float
 // GEMMs; FUSEDMLP_CUDA_SPLIT=s splits every product whose K allows it into (about) s ranges of
 // K; FUSEDMLP_CUDA_PLAN_WARPS=w plans as if an SM needed w resident warps to run at full rate
@@ -203,7 +194,6 @@ GemmOverride gemm_override() {
         if (std::strcmp(tile, "128") == 0) o.tile = kTileF128;
         if (std::strcmp(tile, "64") == 0) o.tile = kTileF64;
         if (std::strcmp(tile, "64w") == 0) o.tile = kTileF64Warps;
-        if (std::strcmp(tile, "128k16") == 0) o.tile = kTileF128K16;
     }
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
@@ -276,10 +266,9 @@ GemmPlan plan_gemm(long long M, long long N, long long K, int sms, const GemmOve
         return true;
     };
     const long long max_splits = std::max(1LL, std::min(kMaxSplits, split_limit(sms) / std::max(M * N, 1LL)));
-    const int first = is_float ? kTileF128 : kTileD64, last = is_float ? kTileF128K16 : kTileD64;
+    const int first = is_float ? kTileF128 : kTileD64, last = is_float ? kTileF64Warps : kTileD64;
     for (int tile = first; tile <= last; ++tile) {
         if (is_float && forced.tile >= 0 && tile != forced.tile) continue;
-        if (!kTileModels[tile].planned && tile != forced.tile) continue;
         if (forced.splits > 0) {
             if (!consider(tile, std::min<long long>(forced.splits, max_splits))) consider(tile, 1);
             continue;
@@ -332,7 +321,6 @@ void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaSt
         switch (plan.tile) {
             case kTileF128: launch_tile<TileF128, KIND>(g, plan.splits, stream); break;
             case kTileF64: launch_tile<TileF64, KIND>(g, plan.splits, stream); break;
-            case kTileF128K16: launch_tile<TileF128K16, KIND>(g, plan.splits, stream); break;
             default: launch_tile<TileF64Warps, KIND>(g, plan.splits, stream); break;
         }
     } else {
@@ -346,42 +334,6 @@ void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaSt
 }
 
 }  // namespace
-
-DeviceStatus device_status() {
-    DeviceStatus s;
-    int count = 0;
-    const cudaError_t status = cudaGetDeviceCount(&count);
-    if (status == cudaErrorInsufficientDriver) {
-        cudaGetLastError();
-        s.reason = "no NVIDIA driver found, or it is older than the CUDA runtime fusedmlp was built with (" +
-                   std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10) + ")";
-        return s;
-    }
-    if (status != cudaSuccess) {
-        cudaGetLastError();
-        s.reason = std::string("no usable CUDA device (") + cudaGetErrorName(status) + ": " +
-                   cudaGetErrorString(status) + ")";
-        return s;
-    }
-    if (count == 0) {
-        s.reason = "no CUDA device found";
-        return s;
-    }
-    cudaDeviceProp prop{};
-    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
-        cudaGetLastError();
-        s.reason = "CUDA device 0 could not be queried";
-        return s;
-    }
-    if (prop.major < 8) {
-        s.reason = std::string("CUDA device ") + prop.name + " has compute capability " + std::to_string(prop.major) +
-                   "." + std::to_string(prop.minor) + "; fusedmlp's CUDA kernels need 8.0 or newer";
-        return s;
-    }
-    s.ok = true;
-    s.name = prop.name;
-    return s;
-}
 
 template <class T>
 struct CudaMlp<T>::Impl {
@@ -529,7 +481,6 @@ struct CudaMlp<T>::Impl {
         f.partial_stride = fused_partial_stride(param_count);
         f.act = static_cast<int>(hidden);
         f.loss = static_cast<int>(loss);
-        f.bias_grad_by_lanes = bias_grad_by_lanes_setting();
         for (auto kernel : {fused_mlp_kernel<T, kSinkPartial, 256>, fused_mlp_kernel<T, kSinkGradient, 256>,
                             fused_mlp_kernel<T, kSinkUpdate, 256>, fused_mlp_kernel<T, kSinkPartial, 512>,
                             fused_mlp_kernel<T, kSinkGradient, 512>, fused_mlp_kernel<T, kSinkUpdate, 512>})
@@ -1154,8 +1105,5 @@ EpochResult CudaMlp<T>::end_epoch() {
     m.result_unread = false;
     return std::move(m.result);
 }
-
-template class CudaMlp<float>;
-template class CudaMlp<double>;
 
 }  // namespace fusedmlp::cuda
