@@ -422,6 +422,26 @@ def test_optimizer_state_round_trip_and_reset():
 
 
 @needs_gpu
+@pytest.mark.parametrize("path", PATHS)
+def test_an_epoch_without_momentum_keeps_the_momentum(path):
+    """momentum 0 reads and writes no momentum; after an odd number of steps the state comes back
+    from the second of the double buffers, which must hold the kept momentum too. (After 4 steps
+    with momentum, that buffer holds the momentum of step 3.)"""
+    sizes = [6, 16, 3]
+    X, y = make_data(sizes, "cross_entropy", 32, np.float32)
+    net, _, _ = make_net(sizes, "relu", "cross_entropy", np.float32, path)
+    order = np.arange(32, dtype=np.int64)
+    net.train_epoch(X, y, order, 8, False, np.full(4, 0.1), 0.9, False, 0.0)
+    kept_w, kept_b, _ = net.get_optimizer_state()
+    assert all(m.any() for m in kept_w)
+    net.train_epoch(X, y, order[::-1][:24].copy(), 8, False, np.full(3, 0.1), 0.0, False, 0.0)
+    w_momentum, b_momentum, started = net.get_optimizer_state()
+    assert started
+    for got, want in zip(w_momentum + b_momentum, kept_w + kept_b):
+        np.testing.assert_array_equal(got, want)
+
+
+@needs_gpu
 @pytest.mark.parametrize("path", ["fused", "tiled"])
 def test_a_call_between_start_and_finish_sees_the_whole_epoch(path):
     """start_epoch returns before the epoch ends; every other call waits for it. 5 steps, an odd

@@ -695,12 +695,6 @@ struct CudaMlp<T>::Impl {
 
     void enqueue_epoch(bool use_fused, std::size_t order_length, std::size_t batch_size, std::size_t steps,
                        const SgdConfig& config) {
-        // Without momentum no step reads or writes the momentum buffers (sgd.cuh): both must
-        // hold the kept content, whichever is current at the end.
-        if (config.momentum == 0)
-            check(cudaMemcpyAsync(momentum[1].get(), momentum[0].get(), param_count * sizeof(T),
-                                  cudaMemcpyDeviceToDevice, stream),
-                  "cudaMemcpy momentum");
         // Every step's tiles as large as the largest batch's, for which begin_epoch reserved.
         const std::size_t rows_max = std::min(batch_size, order_length);
         const int tile = fused_tile(rows_max);
@@ -1057,6 +1051,14 @@ void CudaMlp<T>::begin_epoch(const std::int64_t* order, std::size_t order_length
                                                                                     : 6 * static_cast<std::size_t>(m.layers) + 2;
     const std::vector<double> key = {double(use_fused), double(order_length), double(batch_size), double(steps),
                                      config.momentum, double(config.nesterov), config.weight_decay};
+    // Without momentum no step reads or writes the momentum buffers (sgd.cuh): both must hold
+    // the kept content, whichever is current at the end. Queued here, not in the graph, so that
+    // the graph is a straight line of kernel nodes, the shape whose launch the driver does in
+    // constant time rather than per node.
+    if (config.momentum == 0)
+        check(cudaMemcpyAsync(m.momentum[1].get(), m.momentum[0].get(), m.param_count * sizeof(T),
+                              cudaMemcpyDeviceToDevice, m.stream),
+              "cudaMemcpy momentum");
     bool launched = false;
     if (graphs_enabled() && steps * nodes_per_step <= kMaxGraphNodes) {
         // Recaptured only when the epoch's shape or a buffer changed; a graph that failed to
