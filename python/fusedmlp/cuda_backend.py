@@ -9,6 +9,8 @@ cuda_available() says whether both hold and cuda_unavailable_reason() says why n
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ._native_network import NativeNetworkBackend
@@ -42,12 +44,19 @@ def cuda_available() -> bool:
     return cuda_unavailable_reason() == ""
 
 
+@functools.lru_cache(maxsize=8)
+def _fingerprint_picks(size):
+    # Cached: every epoch of a fit fingerprints arrays of the same sizes.
+    picks = np.linspace(0, size - 1, _FINGERPRINT_ELEMENTS).astype(np.int64)
+    picks.flags.writeable = False
+    return picks
+
+
 def _fingerprint(array):
     flat = array.reshape(-1)
     if flat.size <= _FINGERPRINT_ELEMENTS:
         return flat.tobytes()
-    picks = np.linspace(0, flat.size - 1, _FINGERPRINT_ELEMENTS).astype(np.int64)
-    return flat[picks].tobytes()
+    return flat[_fingerprint_picks(flat.size)].tobytes()
 
 
 class CudaBackend(NativeNetworkBackend):
