@@ -344,6 +344,41 @@ def make_net(sizes, dry_run):
     return net, f"backend cuda, fused: {getattr(net._net, 'fused', '?')}"
 
 
+def unprofiled_epochs(net, run_epoch, epochs, sync):
+    """Host times of `epochs` epochs without the profiler, whose tracing slows every runtime call
+    (a graph launch most): per epoch, seconds in start_epoch's call (checks, uploads, the launch),
+    then waiting in finish_epoch, then the whole epoch. Backends without the two halves give the
+    whole epoch alone (the first two are None)."""
+    calls, waits, walls = [], [], []
+    for _ in range(epochs):
+        started = time.perf_counter()
+        if hasattr(net, "start_epoch"):
+            run_epoch(net.start_epoch)
+            returned = time.perf_counter()
+            _, diverged = net.finish_epoch()
+            assert not diverged
+            calls.append(returned - started)
+            waits.append(time.perf_counter() - returned)
+        else:
+            _, diverged = run_epoch(net.train_epoch)
+            assert not diverged
+        sync()
+        walls.append(time.perf_counter() - started)
+    median = lambda values: float(np.median(values)) if values else None  # noqa: E731
+    return median(calls), median(waits), median(walls)
+
+
+def unprofiled_line(call_s, wait_s, wall_s, span_ms_per_epoch):
+    """The report line of unprofiled_epochs' medians; span_ms_per_epoch: the profiled GPU span,
+    so that the rest of the unprofiled wall is the time the GPU sat idle (None: not known)."""
+    text = f"unprofiled, median epoch: wall {wall_s * 1e3:.3f} ms"
+    if call_s is not None:
+        text += f" = start_epoch call {call_s * 1e6:.1f} us + finish_epoch wait {wait_s * 1e6:.1f} us"
+    if span_ms_per_epoch is not None:
+        text += f"; minus the profiled GPU span: {(wall_s * 1e3 - span_ms_per_epoch) * 1e3:.1f} us per epoch"
+    return text
+
+
 def profile_config(name, sizes, batch, samples, opts, torch):
     """Trains and profiles one configuration; returns (report text, whether kernels were found)."""
     if opts.dry_run:  # gpu_bench's dry-run sizes
@@ -358,8 +393,11 @@ def profile_config(name, sizes, batch, samples, opts, torch):
     lrs = np.full(steps, LR)
     sync = (lambda: None) if opts.dry_run else torch.cuda.synchronize
 
+    def run_epoch(method):
+        return method(X, y, order, batch, True, lrs, 0.0, False, 0.0)
+
     def epoch():
-        _, diverged = net.train_epoch(X, y, order, batch, True, lrs, 0.0, False, 0.0)
+        _, diverged = run_epoch(net.train_epoch)
         assert not diverged
 
     header = [f"config {name}: layers {'-'.join(map(str, sizes))}, batch {batch}, samples {samples}, {backend_info}",
@@ -367,6 +405,7 @@ def profile_config(name, sizes, batch, samples, opts, torch):
     sync()  # the context exists before the warm-up
     epoch()  # warm-up outside the profiler: graph capture, uploads
     sync()
+    unprofiled = unprofiled_epochs(net, run_epoch, opts.unprofiled_epochs, sync)
     from torch.profiler import ProfilerActivity, profile, record_function
 
     activities = [ProfilerActivity.CPU] + ([] if opts.dry_run else [ProfilerActivity.CUDA])
@@ -408,6 +447,8 @@ def profile_config(name, sizes, batch, samples, opts, torch):
         header.append(f"kernels starting outside their epoch's host window: {outside}")
     windows = [marks[i] for i in range(opts.epochs)] if starts is not None else None
     result = analyze(events, opts.epochs, steps, starts, walls, runtime, windows)
+    span_ms = float(np.mean([e["span_ns"] for e in result["per_epoch"]])) / 1e6 if found else None
+    header.append(unprofiled_line(*unprofiled, span_ms))
     write_csv(os.path.join(opts.out, f"timeline_{name}.csv"), result)
     return format_report(result, header), found
 
@@ -424,6 +465,8 @@ def main(argv=None):
     parser.add_argument("--only", default=DEFAULT_CONFIGS, help=f"comma-separated configs (default {DEFAULT_CONFIGS})")
     parser.add_argument("--epochs", type=int, default=2, help="profiled epochs, after one warm-up (default 2)")
     parser.add_argument("--out", help="folder for the files (default $OUT, else the current folder)")
+    parser.add_argument("--unprofiled-epochs", type=int, default=10,
+                        help="epochs timed on the host before profiling, without the profiler (default 10)")
     parser.add_argument("--trace", action="store_true", help="also write a gzipped chrome trace per config")
     parser.add_argument("--dry-run", action="store_true",
                         help="no GPU: tiny sizes, the cpu backend, CPU activity, a synthetic timeline")

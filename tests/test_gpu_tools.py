@@ -54,6 +54,37 @@ def test_timeline_without_an_epochs_events_leaves_the_host_split_out():
     assert "host before" not in gpu_timeline.format_report(result)
 
 
+class TwoHalvesClock:
+    """A backend whose start_epoch takes 2 ms and whose epoch ends 5 ms after it returns, on a
+    fake clock that gpu_timeline reads through time.perf_counter."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.started = []
+
+    def perf_counter(self):
+        return self.now
+
+    def start_epoch(self, *args):
+        self.started.append(args)
+        self.now += 2e-3
+
+    def finish_epoch(self):
+        self.now += 5e-3
+        return [0.5], False
+
+
+def test_unprofiled_epochs_time_the_call_and_the_wait_apart(monkeypatch):
+    net = TwoHalvesClock()
+    monkeypatch.setattr(gpu_timeline.time, "perf_counter", net.perf_counter)
+    call, wait, wall = gpu_timeline.unprofiled_epochs(net, lambda method: method("epoch"), 3, lambda: None)
+    assert net.started == [("epoch",)] * 3
+    assert (round(call * 1e6), round(wait * 1e6), round(wall * 1e6)) == (2000, 5000, 7000)
+    line = gpu_timeline.unprofiled_line(call, wait, wall, 6.5)
+    assert line == ("unprofiled, median epoch: wall 7.000 ms = start_epoch call 2000.0 us + finish_epoch wait "
+                    "5000.0 us; minus the profiled GPU span: 500.0 us per epoch")
+
+
 def test_gpu_bench_runs_both_fusedmlp_methods_or_says_why_not(tmp_path):
     out = tmp_path / "bench.json"
     assert gpu_bench.main(["--dry-run", "--only", "tiny", "--methods", "fusedmlp,fusedmlp_fit", "--out", str(out)]) == 0
