@@ -754,6 +754,23 @@ struct CudaMlp<T>::Impl {
     // Waits for the epoch that begin_epoch queued, brings its state back to buffer 0 and keeps
     // its result for end_epoch. Every call of CudaMlp does this first (settled_lock), so that
     // none sees an epoch half done.
+    // Layer `layer`'s W and b between the host arrays w, b and their place in `flat` (the
+    // parameters or the momentum): uploaded from const arrays, else downloaded; waits for both.
+    template <class Host>
+    void copy_layer(std::size_t layer, DeviceArray<T>& flat, Host* w, Host* b) {
+        auto copy = [&](Host* host, long long offset, std::size_t n, const char* what) {
+            T* device = flat.get() + offset;
+            if constexpr (std::is_const_v<Host>) {
+                check(cudaMemcpyAsync(device, host, n * sizeof(T), cudaMemcpyHostToDevice, stream), what);
+            } else {
+                check(cudaMemcpyAsync(host, device, n * sizeof(T), cudaMemcpyDeviceToHost, stream), what);
+            }
+        };
+        copy(w, w_off[layer], sizes[layer] * sizes[layer + 1], "cudaMemcpy W");
+        copy(b, b_off[layer], sizes[layer + 1], "cudaMemcpy b");
+        check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+    }
+
     void settle() {
         const std::size_t steps = in_flight_steps;
         if (steps == 0) return;
@@ -838,54 +855,26 @@ void CudaMlp<T>::use_fused(bool on) {
 
 template <class T>
 void CudaMlp<T>::get_layer(std::size_t layer, T* w, T* b) const {
-    Impl& m = *impl_;
-    const auto lock = m.settled_lock();
-    const std::size_t wn = m.sizes[layer] * m.sizes[layer + 1], bn = m.sizes[layer + 1];
-    check(cudaMemcpyAsync(w, m.params[0].get() + m.w_off[layer], wn * sizeof(T), cudaMemcpyDeviceToHost, m.stream),
-          "cudaMemcpy W");
-    check(cudaMemcpyAsync(b, m.params[0].get() + m.b_off[layer], bn * sizeof(T), cudaMemcpyDeviceToHost, m.stream),
-          "cudaMemcpy b");
-    check(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize");
+    const auto lock = impl_->settled_lock();
+    impl_->copy_layer(layer, impl_->params[0], w, b);
 }
 
 template <class T>
 void CudaMlp<T>::set_layer(std::size_t layer, const T* w, const T* b) {
-    Impl& m = *impl_;
-    const auto lock = m.settled_lock();
-    const std::size_t wn = m.sizes[layer] * m.sizes[layer + 1], bn = m.sizes[layer + 1];
-    check(cudaMemcpyAsync(m.params[0].get() + m.w_off[layer], w, wn * sizeof(T), cudaMemcpyHostToDevice, m.stream),
-          "cudaMemcpy W");
-    check(cudaMemcpyAsync(m.params[0].get() + m.b_off[layer], b, bn * sizeof(T), cudaMemcpyHostToDevice, m.stream),
-          "cudaMemcpy b");
-    check(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize");
+    const auto lock = impl_->settled_lock();
+    impl_->copy_layer(layer, impl_->params[0], w, b);
 }
 
 template <class T>
 void CudaMlp<T>::get_momentum(std::size_t layer, T* w, T* b) const {
-    Impl& m = *impl_;
-    const auto lock = m.settled_lock();
-    const std::size_t wn = m.sizes[layer] * m.sizes[layer + 1], bn = m.sizes[layer + 1];
-    check(cudaMemcpyAsync(w, m.momentum[0].get() + m.w_off[layer], wn * sizeof(T), cudaMemcpyDeviceToHost,
-                          m.stream),
-          "cudaMemcpy momentum");
-    check(cudaMemcpyAsync(b, m.momentum[0].get() + m.b_off[layer], bn * sizeof(T), cudaMemcpyDeviceToHost,
-                          m.stream),
-          "cudaMemcpy momentum");
-    check(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize");
+    const auto lock = impl_->settled_lock();
+    impl_->copy_layer(layer, impl_->momentum[0], w, b);
 }
 
 template <class T>
 void CudaMlp<T>::set_momentum(std::size_t layer, const T* w, const T* b) {
-    Impl& m = *impl_;
-    const auto lock = m.settled_lock();
-    const std::size_t wn = m.sizes[layer] * m.sizes[layer + 1], bn = m.sizes[layer + 1];
-    check(cudaMemcpyAsync(m.momentum[0].get() + m.w_off[layer], w, wn * sizeof(T), cudaMemcpyHostToDevice,
-                          m.stream),
-          "cudaMemcpy momentum");
-    check(cudaMemcpyAsync(m.momentum[0].get() + m.b_off[layer], b, bn * sizeof(T), cudaMemcpyHostToDevice,
-                          m.stream),
-          "cudaMemcpy momentum");
-    check(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize");
+    const auto lock = impl_->settled_lock();
+    impl_->copy_layer(layer, impl_->momentum[0], w, b);
 }
 
 template <class T>
