@@ -347,9 +347,10 @@ def make_net(sizes, dry_run):
 def unprofiled_epochs(net, run_epoch, epochs, sync):
     """Host times of `epochs` epochs without the profiler, whose tracing slows every runtime call
     (a graph launch most): per epoch, seconds in start_epoch's call (checks, uploads, the launch),
-    then waiting in finish_epoch, then the whole epoch. Backends without the two halves give the
-    whole epoch alone (the first two are None)."""
-    calls, waits, walls = [], [], []
+    then waiting in finish_epoch, then the whole epoch; and the call of an epoch of no steps (the
+    same checks and narrowing of the order, no copy or launch). Backends without the two halves
+    give the whole epoch alone (the others are None)."""
+    calls, waits, walls, empty = [], [], [], []
     for _ in range(epochs):
         started = time.perf_counter()
         if hasattr(net, "start_epoch"):
@@ -364,16 +365,22 @@ def unprofiled_epochs(net, run_epoch, epochs, sync):
             assert not diverged
         sync()
         walls.append(time.perf_counter() - started)
+    for _ in range(epochs if hasattr(net, "start_epoch") else 0):
+        started = time.perf_counter()
+        run_epoch(net.start_epoch, empty=True)
+        net.finish_epoch()
+        empty.append(time.perf_counter() - started)
     median = lambda values: float(np.median(values)) if values else None  # noqa: E731
-    return median(calls), median(waits), median(walls)
+    return median(calls), median(waits), median(walls), median(empty)
 
 
-def unprofiled_line(call_s, wait_s, wall_s, span_ms_per_epoch):
+def unprofiled_line(call_s, wait_s, wall_s, empty_s, span_ms_per_epoch):
     """The report line of unprofiled_epochs' medians; span_ms_per_epoch: the profiled GPU span,
     so that the rest of the unprofiled wall is the time the GPU sat idle (None: not known)."""
     text = f"unprofiled, median epoch: wall {wall_s * 1e3:.3f} ms"
     if call_s is not None:
-        text += f" = start_epoch call {call_s * 1e6:.1f} us + finish_epoch wait {wait_s * 1e6:.1f} us"
+        text += (f" = start_epoch call {call_s * 1e6:.1f} us (an epoch of no steps: {empty_s * 1e6:.1f} us)"
+                 f" + finish_epoch wait {wait_s * 1e6:.1f} us")
     if span_ms_per_epoch is not None:
         text += f"; minus the profiled GPU span: {(wall_s * 1e3 - span_ms_per_epoch) * 1e3:.1f} us per epoch"
     return text
@@ -393,7 +400,10 @@ def profile_config(name, sizes, batch, samples, opts, torch):
     lrs = np.full(steps, LR)
     sync = (lambda: None) if opts.dry_run else torch.cuda.synchronize
 
-    def run_epoch(method):
+    def run_epoch(method, empty=False):
+        # empty: batches larger than the set, dropped, so no steps
+        if empty:
+            return method(X, y, order, len(X) + 1, True, lrs[:0], 0.0, False, 0.0)
         return method(X, y, order, batch, True, lrs, 0.0, False, 0.0)
 
     def epoch():

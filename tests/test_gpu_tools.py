@@ -55,8 +55,8 @@ def test_timeline_without_an_epochs_events_leaves_the_host_split_out():
 
 
 class TwoHalvesClock:
-    """A backend whose start_epoch takes 2 ms and whose epoch ends 5 ms after it returns, on a
-    fake clock that gpu_timeline reads through time.perf_counter."""
+    """A backend on a fake clock that gpu_timeline reads through time.perf_counter: start_epoch
+    takes 2 ms and the epoch ends 5 ms after it returns; an epoch of no steps takes 0.5 ms."""
 
     def __init__(self):
         self.now = 0.0
@@ -65,11 +65,13 @@ class TwoHalvesClock:
     def perf_counter(self):
         return self.now
 
-    def start_epoch(self, *args):
-        self.started.append(args)
-        self.now += 2e-3
+    def start_epoch(self, what):
+        self.started.append(what)
+        self.now += 0.5e-3 if what == "empty" else 2e-3
 
     def finish_epoch(self):
+        if self.started[-1] == "empty":
+            return [], False
         self.now += 5e-3
         return [0.5], False
 
@@ -77,12 +79,13 @@ class TwoHalvesClock:
 def test_unprofiled_epochs_time_the_call_and_the_wait_apart(monkeypatch):
     net = TwoHalvesClock()
     monkeypatch.setattr(gpu_timeline.time, "perf_counter", net.perf_counter)
-    call, wait, wall = gpu_timeline.unprofiled_epochs(net, lambda method: method("epoch"), 3, lambda: None)
-    assert net.started == [("epoch",)] * 3
-    assert (round(call * 1e6), round(wait * 1e6), round(wall * 1e6)) == (2000, 5000, 7000)
-    line = gpu_timeline.unprofiled_line(call, wait, wall, 6.5)
-    assert line == ("unprofiled, median epoch: wall 7.000 ms = start_epoch call 2000.0 us + finish_epoch wait "
-                    "5000.0 us; minus the profiled GPU span: 500.0 us per epoch")
+    times = gpu_timeline.unprofiled_epochs(net, lambda method, empty=False: method("empty" if empty else "epoch"), 3,
+                                           lambda: None)
+    assert net.started == ["epoch"] * 3 + ["empty"] * 3
+    assert [round(t * 1e6) for t in times] == [2000, 5000, 7000, 500]
+    line = gpu_timeline.unprofiled_line(*times, 6.5)
+    assert line == ("unprofiled, median epoch: wall 7.000 ms = start_epoch call 2000.0 us (an epoch of no steps: "
+                    "500.0 us) + finish_epoch wait 5000.0 us; minus the profiled GPU span: 500.0 us per epoch")
 
 
 def test_gpu_bench_runs_both_fusedmlp_methods_or_says_why_not(tmp_path):
