@@ -399,6 +399,32 @@ def test_bit_identical_run_to_run_with_and_without_graphs(sizes, graphs, monkeyp
 
 
 @needs_gpu
+@pytest.mark.parametrize("head", ["1", "3", "11", "20"])
+@pytest.mark.parametrize("path", PATHS)
+def test_first_steps_launched_before_the_graph_change_nothing(path, head, monkeypatch):
+    """FUSEDMLP_CUDA_GRAPH_HEAD: the epoch's first steps launched one by one, the rest as the
+    graph. 11 steps, the last of 40 rows: 3 leaves it in the graph, 11 and 20 run every step
+    outside it. Two epochs each, so the second reuses the graph."""
+    sizes = [20, 32, 4] if path == "fused" else [20, 200, 4]
+    X, y = make_data(sizes, "cross_entropy", 1000, np.float32)
+    orders, lrs = epoch_plan(1000, 96, False, 2, 0.05)
+    results = []
+    for setting in [None, head]:
+        if setting is None:
+            monkeypatch.delenv("FUSEDMLP_CUDA_GRAPH_HEAD", raising=False)
+        else:
+            monkeypatch.setenv("FUSEDMLP_CUDA_GRAPH_HEAD", setting)
+        net, _, _ = make_net(sizes, "gelu", "cross_entropy", np.float32, path)
+        losses = [net.train_epoch(X, y, o, 96, False, r, 0.9, True, 1e-4)[0] for o, r in zip(orders, lrs)]
+        results.append((np.concatenate(losses), sum(net.get_parameters(), []), net.get_optimizer_state()))
+    (want_loss, want_params, want_state), (got_loss, got_params, got_state) = results
+    assert len(got_loss) == 22
+    np.testing.assert_array_equal(got_loss, want_loss)
+    for got, want in zip(got_params + got_state[0] + got_state[1], want_params + want_state[0] + want_state[1]):
+        np.testing.assert_array_equal(got, want)
+
+
+@needs_gpu
 def test_optimizer_state_round_trip_and_reset():
     sizes = [4, 8, 3]
     X, y = make_data(sizes, "cross_entropy", 32, np.float64)
