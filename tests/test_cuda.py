@@ -125,6 +125,26 @@ def assert_loss_and_grad_match_reference(net, weights, biases, activation, loss,
 NARROW = [5, 17, 9, 3]  # every width <= 128: both paths
 PATHS = ["fused", "tiled"]
 
+
+def assert_hook_changes_nothing(monkeypatch, variable, value, make, X, y, orders, lrs, batch_size, momentum):
+    """Trains a fresh network from make() for the planned epochs with the tuning hook `variable`
+    unset, then set to value: the step losses, parameters and momentum must be bit-identical.
+    Returns the number of steps trained."""
+    results = []
+    for setting in [None, value]:
+        if setting is None:
+            monkeypatch.delenv(variable, raising=False)
+        else:
+            monkeypatch.setenv(variable, setting)
+        net = make()
+        losses = [net.train_epoch(X, y, o, batch_size, False, r, momentum, True, 1e-4)[0] for o, r in zip(orders, lrs)]
+        results.append((np.concatenate(losses), sum(net.get_parameters(), []), net.get_optimizer_state()))
+    (want_loss, want_params, want_state), (got_loss, got_params, got_state) = results
+    np.testing.assert_array_equal(got_loss, want_loss)
+    for got, want in zip(got_params + got_state[0] + got_state[1], want_params + want_state[0] + want_state[1]):
+        np.testing.assert_array_equal(got, want)
+    return len(got_loss)
+
 # --- ops ---------------------------------------------------------------------------------------
 
 
@@ -353,20 +373,10 @@ def test_epoch_kernel_built_for_three_layers_changes_nothing(threads, momentum, 
     sizes = [9, 40, 24, 6]
     X, y = make_data(sizes, "cross_entropy", 150, dtype)
     orders, lrs = epoch_plan(150, 20, False, 2, 0.1)
-    results = []
-    for setting in [None, "static"]:
-        if setting is None:
-            monkeypatch.delenv("FUSEDMLP_CUDA_EPOCH_LAYERS", raising=False)
-        else:
-            monkeypatch.setenv("FUSEDMLP_CUDA_EPOCH_LAYERS", setting)
-        net, weights, biases = make_net(sizes, "tanh", "cross_entropy", dtype, "fused")
-        losses = [net.train_epoch(X, y, o, 20, False, r, momentum, True, 1e-4)[0] for o, r in zip(orders, lrs)]
-        results.append((np.concatenate(losses), sum(net.get_parameters(), []), net.get_optimizer_state()))
-    (want_loss, want_params, want_state), (got_loss, got_params, got_state) = results
-    assert len(got_loss) == 16
-    np.testing.assert_array_equal(got_loss, want_loss)
-    for got, want in zip(got_params + got_state[0] + got_state[1], want_params + want_state[0] + want_state[1]):
-        np.testing.assert_array_equal(got, want)
+    steps = assert_hook_changes_nothing(monkeypatch, "FUSEDMLP_CUDA_EPOCH_LAYERS", "static",
+                                        lambda: make_net(sizes, "tanh", "cross_entropy", dtype, "fused")[0],
+                                        X, y, orders, lrs, 20, momentum)
+    assert steps == 16
 
 
 @needs_gpu
@@ -436,20 +446,10 @@ def test_first_steps_launched_before_the_graph_change_nothing(path, head, monkey
     sizes = [20, 32, 4] if path == "fused" else [20, 200, 4]
     X, y = make_data(sizes, "cross_entropy", 1000, np.float32)
     orders, lrs = epoch_plan(1000, 96, False, 2, 0.05)
-    results = []
-    for setting in [None, head]:
-        if setting is None:
-            monkeypatch.delenv("FUSEDMLP_CUDA_GRAPH_HEAD", raising=False)
-        else:
-            monkeypatch.setenv("FUSEDMLP_CUDA_GRAPH_HEAD", setting)
-        net, _, _ = make_net(sizes, "gelu", "cross_entropy", np.float32, path)
-        losses = [net.train_epoch(X, y, o, 96, False, r, 0.9, True, 1e-4)[0] for o, r in zip(orders, lrs)]
-        results.append((np.concatenate(losses), sum(net.get_parameters(), []), net.get_optimizer_state()))
-    (want_loss, want_params, want_state), (got_loss, got_params, got_state) = results
-    assert len(got_loss) == 22
-    np.testing.assert_array_equal(got_loss, want_loss)
-    for got, want in zip(got_params + got_state[0] + got_state[1], want_params + want_state[0] + want_state[1]):
-        np.testing.assert_array_equal(got, want)
+    steps = assert_hook_changes_nothing(monkeypatch, "FUSEDMLP_CUDA_GRAPH_HEAD", head,
+                                        lambda: make_net(sizes, "gelu", "cross_entropy", np.float32, path)[0],
+                                        X, y, orders, lrs, 96, 0.9)
+    assert steps == 22
 
 
 @needs_gpu
