@@ -351,9 +351,10 @@ def unprofiled_epochs(net, run_epoch, epochs, sync):
     same checks and narrowing of the order, no copy or launch). Backends without the two halves
     give the whole epoch alone (the others are None)."""
     calls, waits, walls, empty = [], [], [], []
+    halves = hasattr(net, "start_epoch")
     for _ in range(epochs):
         started = time.perf_counter()
-        if hasattr(net, "start_epoch"):
+        if halves:
             run_epoch(net.start_epoch)
             returned = time.perf_counter()
             _, diverged = net.finish_epoch()
@@ -365,7 +366,7 @@ def unprofiled_epochs(net, run_epoch, epochs, sync):
             assert not diverged
         sync()
         walls.append(time.perf_counter() - started)
-    for _ in range(epochs if hasattr(net, "start_epoch") else 0):
+    for _ in range(epochs if halves else 0):
         started = time.perf_counter()
         run_epoch(net.start_epoch, empty=True)
         net.finish_epoch()

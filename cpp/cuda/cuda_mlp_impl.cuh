@@ -783,9 +783,6 @@ struct CudaMlp<T>::Impl {
         }
     }
 
-    // Waits for the epoch that begin_epoch queued, brings its state back to buffer 0 and keeps
-    // its result for end_epoch. Every call of CudaMlp does this first (settled_lock), so that
-    // none sees an epoch half done.
     // Layer `layer`'s W and b between the host arrays w, b and their place in `flat` (the
     // parameters or the momentum): uploaded from const arrays, else downloaded; waits for both.
     template <class Host>
@@ -803,6 +800,9 @@ struct CudaMlp<T>::Impl {
         check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
     }
 
+    // Waits for the epoch that begin_epoch queued, brings its state back to buffer 0 and keeps
+    // its result for end_epoch. Every call of CudaMlp does this first (settled_lock), so that
+    // none sees an epoch half done.
     void settle() {
         const std::size_t steps = in_flight_steps;
         if (steps == 0) return;
@@ -1080,7 +1080,8 @@ void CudaMlp<T>::begin_epoch(const std::int64_t* order, std::size_t order_length
               "cudaMemcpy momentum");
     // The first `head` steps are launched one by one, the rest as the graph (see
     // graph_head_steps): the GPU starts on them while the host is still launching the graph.
-    const std::size_t head = nodes_per_step > 0 && graphs_enabled() ? std::min(steps, graph_head_steps()) : 0;
+    const bool graphs = graphs_enabled();
+    const std::size_t head = nodes_per_step > 0 && graphs ? std::min(steps, graph_head_steps()) : 0;
     if (head > 0) {
         m.enqueue_epoch(use_fused, order_length, batch_size, steps, 0, head, config);
         check(cudaGetLastError(), "epoch launch");
@@ -1088,7 +1089,7 @@ void CudaMlp<T>::begin_epoch(const std::int64_t* order, std::size_t order_length
     const std::vector<double> key = {double(use_fused), double(order_length), double(batch_size), double(steps),
                                      double(head), config.momentum, double(config.nesterov), config.weight_decay};
     bool launched = head == steps;
-    if (!launched && graphs_enabled() && (steps - head) * nodes_per_step <= kMaxGraphNodes) {
+    if (!launched && graphs && (steps - head) * nodes_per_step <= kMaxGraphNodes) {
         // Recaptured only when the epoch's shape or a buffer changed; a graph that failed to
         // instantiate stays null until then, and the epoch is queued directly.
         if (m.graph_key != key || m.graph_generation != m.generation) {
