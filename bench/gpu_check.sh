@@ -65,7 +65,7 @@ main() {
     local variant
     for variant in ${GPU_CHECK_TEST_HOOKS:-}; do
       step "tests/test_cuda.py with $variant"
-      env "$variant" timeout 150 "$PY" -m pytest -q -p no:cacheprovider --tb=short -rfE --maxfail=25 tests/test_cuda.py \
+      env ${variant//+/ } timeout 150 "$PY" -m pytest -q -p no:cacheprovider --tb=short -rfE --maxfail=25 tests/test_cuda.py \
         || status=1
     done
 
@@ -85,7 +85,8 @@ main() {
   fi
 
   # fusedmlp alone under the CUDA backend's tuning hooks (README, build notes), to compare with
-  # the defaults above in the same session. GPU_CHECK_HOOKS: "VARIABLE=value@config,config ...".
+  # the defaults above in the same session. GPU_CHECK_HOOKS: "VARIABLE=value@config,config ...",
+  # several variables at once joined by "+" (VARIABLE=value+OTHER=value@config).
   if wants hooks; then
     step "tuning hooks, fusedmlp only"
     local hooks="${GPU_CHECK_HOOKS:-FUSEDMLP_CUDA_PLAN_WARPS=8@mnist,wide,huge FUSEDMLP_CUDA_PLAN_WARPS=24@mnist,wide
@@ -98,8 +99,8 @@ main() {
     for hook in $hooks; do
       variant="${hook%@*}" configs="${hook#*@}"
       echo "-- $variant"
-      env "$variant" timeout 60 "$PY" bench/gpu_bench.py --methods fusedmlp --only "$configs" \
-        --out "$OUT/gpu_bench_$(echo "${variant#FUSEDMLP_CUDA_}" | tr "=A-Z" "_a-z").json" ${GPU_BENCH_ARGS:-} \
+      env ${variant//+/ } timeout 60 "$PY" bench/gpu_bench.py --methods fusedmlp --only "$configs" \
+        --out "$OUT/gpu_bench_$(echo "${variant//FUSEDMLP_CUDA_/}" | tr "=+A-Z" "__a-z").json" ${GPU_BENCH_ARGS:-} \
         | grep -v '^wrote' || status=1
     done
   fi
@@ -140,22 +141,31 @@ main() {
     local sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis
                     --section LaunchStats --section Occupancy --section SchedulerStats --section WarpStateStats
                     --section SourceCounters --section InstructionStats)
+    # A spec may end in ":VARIABLE=value+..." to profile under those hooks, into profile_<config>_<hooks>.
+    local hooks_env label
     for spec in ${GPU_CHECK_PROFILE:-tiny:1:1 small:2100:2 narrow:130:2 mnist:1000:15 wide:2000:15 huge:70:3}; do
-      IFS=: read -r name skip count <<<"$spec"
+      IFS=: read -r name skip count hooks_env <<<"$spec"
+      label="$name"
+      [ -n "$hooks_env" ] && label="${name}_$(echo "${hooks_env//FUSEDMLP_CUDA_/}" | tr "=+A-Z" "__a-z")"
       # The fused configurations with every section (--set full), which the per-line counters need:
       # with the sections above alone, the source page (tried 2026-11-26) held no metric columns.
       local set=("${sections[@]}")
       case "$name" in tiny | small | narrow) set=(--set full --import-source yes) ;; esac
-      timeout 40 ncu --clock-control none "${set[@]}" --launch-skip "$skip" --launch-count "$count" \
-        -o "$ROOT/build/profile_$name" -f "$PY" bench/gpu_bench.py --methods fusedmlp --only "$name" \
-        --max-epochs 1 --min-seconds 0 --out /dev/null >/dev/null 2>&1 || echo "ncu on $name: exit status $?"
-      ncu -i "$ROOT/build/profile_$name.ncu-rep" --page details >"$OUT/profile_$name.txt" 2>&1
+      env ${hooks_env//+/ } timeout 40 ncu --clock-control none "${set[@]}" --launch-skip "$skip" \
+        --launch-count "$count" -o "$ROOT/build/profile_$label" -f "$PY" bench/gpu_bench.py --methods fusedmlp \
+        --only "$name" --max-epochs 1 --min-seconds 0 --out /dev/null >/dev/null 2>&1 \
+        || echo "ncu on $label: exit status $?"
+      # --print-details all: the sections' tables too (the warp stall reasons among them)
+      ncu -i "$ROOT/build/profile_$label.ncu-rep" --page details --print-details all >"$OUT/profile_$label.txt" 2>&1 \
+        || ncu -i "$ROOT/build/profile_$label.ncu-rep" --page details >"$OUT/profile_$label.txt" 2>&1
+      # Per-instruction stall samples: always for the fused configurations, for the others on request.
+      case "$name" in tiny | small | narrow) ;; *) [ "${GPU_CHECK_PROFILE_SASS:-0}" = 1 ] || continue ;; esac
       case "$name" in tiny | small | narrow)
-        timeout 20 ncu -i "$ROOT/build/profile_$name.ncu-rep" --page source --csv --print-source cuda \
-          >"$OUT/source_$name.csv" 2>&1 || echo "ncu source page on $name: exit status $?"
-        timeout 20 ncu -i "$ROOT/build/profile_$name.ncu-rep" --page source --csv --print-source sass \
-          >"$OUT/sass_$name.csv" 2>&1 || echo "ncu sass page on $name: exit status $?" ;;
+        timeout 20 ncu -i "$ROOT/build/profile_$label.ncu-rep" --page source --csv --print-source cuda \
+          >"$OUT/source_$label.csv" 2>&1 || echo "ncu source page on $label: exit status $?" ;;
       esac
+      timeout 20 ncu -i "$ROOT/build/profile_$label.ncu-rep" --page source --csv --print-source sass \
+        >"$OUT/sass_$label.csv" 2>&1 || echo "ncu sass page on $label: exit status $?"
     done
   fi
 

@@ -579,6 +579,27 @@ def test_gemm_tiles_and_splits_match_reference(sizes, tile, split, monkeypatch):
 
 
 @needs_gpu
+@pytest.mark.parametrize("tile,split,dtype", [("128", "1", np.float32), ("128", "3", np.float32),
+                                              ("64", "1", np.float32), ("64w", "1", np.float32),
+                                              ("64w", "3", np.float32), ("128", "1", np.float64)])
+def test_pipelined_gemm_loop_changes_nothing(tile, split, dtype, monkeypatch):
+    """FUSEDMLP_CUDA_GEMM_LOOP=pipelined: blocks whose tiles all lie inside the operands read
+    each K step's fragments under the previous step's multiply-adds; the others keep the plain
+    loop. Widths that are multiples of 16 put most blocks of each product kind inside (160 and
+    the output's 12 do not fill their last tiles; 12 and the last batch's 100 rows are not whole
+    K steps), so both loops run in one product; the sums are the same, in the same order."""
+    monkeypatch.setenv("FUSEDMLP_CUDA_TILE", tile)
+    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", split)
+    sizes = [144, 256, 160, 12]
+    X, y = make_data(sizes, "cross_entropy", 356, dtype)
+    orders, lrs = epoch_plan(356, 256, False, 1, 0.05)
+    steps = assert_hook_changes_nothing(monkeypatch, "FUSEDMLP_CUDA_GEMM_LOOP", "pipelined",
+                                        lambda: make_net(sizes, "tanh", "cross_entropy", dtype, "tiled")[0],
+                                        X, y, orders, lrs, 256, 0.9)
+    assert steps == 2
+
+
+@needs_gpu
 @pytest.mark.parametrize("sizes", GEMM_SIZES)
 def test_float64_gemm_split_along_k_matches_reference(sizes, monkeypatch):
     monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", "3")

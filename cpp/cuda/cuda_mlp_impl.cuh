@@ -205,6 +205,7 @@ struct GemmOverride {
     int tile = -1;   // a GemmTileId, -1: chosen per product
     int splits = 0;  // 0: chosen per product
     double saturating_warps = 0;  // 0: kSaturatingWarps
+    bool pipelined = false;  // FUSEDMLP_CUDA_GEMM_LOOP=pipelined: gemm_kernel's kPipelined loop
 };
 
 GemmOverride gemm_override() {
@@ -216,6 +217,7 @@ GemmOverride gemm_override() {
     }
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
+    if (const char* loop = std::getenv("FUSEDMLP_CUDA_GEMM_LOOP")) o.pipelined = std::strcmp(loop, "pipelined") == 0;
     return o;
 }
 
@@ -308,9 +310,13 @@ long long split_workspace_bound(long long M, long long N, long long K, int sms) 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 template <class Tile, int KIND>
-void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStream_t stream) {
+void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, bool pipelined, cudaStream_t stream) {
     const dim3 grid((g.N + Tile::BN - 1) / Tile::BN, (g.M + Tile::BM - 1) / Tile::BM, static_cast<unsigned>(splits));
-    gemm_kernel<Tile, KIND><<<grid, Tile::kThreads, 0, stream>>>(g);
+    if (pipelined) {
+        gemm_kernel<Tile, KIND, true><<<grid, Tile::kThreads, 0, stream>>>(g);
+    } else {
+        gemm_kernel<Tile, KIND><<<grid, Tile::kThreads, 0, stream>>>(g);
+    }
 }
 
 // One product as planned: the GEMM, and the ordered sum of its K ranges when split into
@@ -338,12 +344,12 @@ void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaSt
     if (g.split_out != nullptr) g.vec_c = rows_whole && aligned16(g.split_out);
     if constexpr (std::is_same<T, float>::value) {
         switch (plan.tile) {
-            case kTileF128: launch_tile<TileF128, KIND>(g, plan.splits, stream); break;
-            case kTileF64: launch_tile<TileF64, KIND>(g, plan.splits, stream); break;
-            default: launch_tile<TileF64Warps, KIND>(g, plan.splits, stream); break;
+            case kTileF128: launch_tile<TileF128, KIND>(g, plan.splits, forced.pipelined, stream); break;
+            case kTileF64: launch_tile<TileF64, KIND>(g, plan.splits, forced.pipelined, stream); break;
+            default: launch_tile<TileF64Warps, KIND>(g, plan.splits, forced.pipelined, stream); break;
         }
     } else {
-        launch_tile<TileD64, KIND>(g, plan.splits, stream);
+        launch_tile<TileD64, KIND>(g, plan.splits, forced.pipelined, stream);
     }
     if (plan.splits > 1) {
         const long long per_block = 256LL * kFinishRun;

@@ -92,7 +92,12 @@ __device__ __forceinline__ void finish_element(const GemmArgs<T>& g, int m, int 
     }
 }
 
-template <class Tile, int KIND>
+// kPipelined (the hook FUSEDMLP_CUDA_GEMM_LOOP=pipelined, for timing against the plain loop):
+// each K step's fragments are read from shared memory while the previous step's multiply-adds
+// run, across the tile boundary too (the next tile's first fragments are read right after its
+// barrier, under the current tile's last multiply-adds), and a tile that lies wholly inside
+// the operands is loaded without per-vector bounds checks. Same sums in the same order.
+template <class Tile, int KIND, bool kPipelined = false>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     gemm_kernel(const GemmArgs<typename Tile::Scalar> g) {
     using T = typename Tile::Scalar;
@@ -173,6 +178,43 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     };
 
     Vec16<T> a_stage[kAVecs], b_stage[kBVecs];
+    // Whether this thread's part of every whole tile lies inside the operands, vectors allowed:
+    // then load_inside may load it without checks.
+    bool a_inside = g.vec_a, b_inside = g.vec_b;
+    if constexpr (kAAlongK) {
+#pragma unroll
+        for (int i = 0; i < kARows; ++i) a_inside = a_inside && a_row[i] != nullptr;
+    } else {
+        a_inside = a_inside && m0 + BM <= M - 1;
+    }
+    if constexpr (kBAlongK) {
+#pragma unroll
+        for (int i = 0; i < kBRows; ++i) b_inside = b_inside && b_row[i] != nullptr;
+    } else {
+        b_inside = b_inside && n0 + BN <= N;
+    }
+    auto load_inside = [&](int k0) {
+#pragma unroll
+        for (int i = 0; i < kAVecs; ++i) {
+            if constexpr (kAAlongK) {
+                a_stage[i] = load_vec(a_row[i / kRowVecs] + k0 + ((t * kAVecs + i) % kRowVecs) * V);
+            } else {
+                const int e = t + i * kThreads;
+                const int k = k0 + e / (BM / V);
+                const long long row = g.rows != nullptr ? g.rows[k] : k;
+                a_stage[i] = load_vec(g.a + row * g.lda + m0 + (e % (BM / V)) * V);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < kBVecs; ++i) {
+            if constexpr (kBAlongK) {
+                b_stage[i] = load_vec(b_row[i / kRowVecs] + k0 + ((t * kBVecs + i) % kRowVecs) * V);
+            } else {
+                const int e = t + i * kThreads;
+                b_stage[i] = load_vec(g.b + static_cast<long long>(k0 + e / (BN / V)) * N + n0 + (e % (BN / V)) * V);
+            }
+        }
+    };
     auto load = [&](int k0) {
 #pragma unroll
         for (int i = 0; i < kAVecs; ++i) {
@@ -256,36 +298,76 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
 
-    const int tiles = (k_end - k_begin + BK - 1) / BK;
-    load(k_begin);
-    store(0);
-    __syncthreads();
-    for (int tile = 0; tile < tiles; ++tile) {
-        const int cur = tile & 1;
-        const bool more = tile + 1 < tiles;
-        if (more) load(k_begin + (tile + 1) * BK);
+    // The thread's rows of A and columns of B at K step kk of shared buffer buf.
+    auto read_fragments = [&](int buf, int kk, T (&a_frag)[TM], T (&b_frag)[TN]) {
 #pragma unroll
-        for (int kk = 0; kk < BK; ++kk) {
-            T a_frag[TM], b_frag[TN];
+        for (int i = 0; i < TM; i += V) {
+            const Vec16<T> x = load_vec(&As[buf][kk][row_of(i)]);
 #pragma unroll
-            for (int i = 0; i < TM; i += V) {
-                const Vec16<T> x = load_vec(&As[cur][kk][row_of(i)]);
-#pragma unroll
-                for (int j = 0; j < V; ++j) a_frag[i + j] = x.v[j];
-            }
-#pragma unroll
-            for (int j = 0; j < TN; j += V) {
-                const Vec16<T> x = load_vec(&Bs[cur][kk][col_of(j)]);
-#pragma unroll
-                for (int q = 0; q < V; ++q) b_frag[j + q] = x.v[q];
-            }
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int j = 0; j < TN; ++j) acc[i][j] += a_frag[i] * b_frag[j];
+            for (int j = 0; j < V; ++j) a_frag[i + j] = x.v[j];
         }
-        if (more) store(cur ^ 1);
+#pragma unroll
+        for (int j = 0; j < TN; j += V) {
+            const Vec16<T> x = load_vec(&Bs[buf][kk][col_of(j)]);
+#pragma unroll
+            for (int q = 0; q < V; ++q) b_frag[j + q] = x.v[q];
+        }
+    };
+    auto multiply = [&](const T (&a_frag)[TM], const T (&b_frag)[TN]) {
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < TN; ++j) acc[i][j] += a_frag[i] * b_frag[j];
+    };
+
+    const int tiles = (k_end - k_begin + BK - 1) / BK;
+    // The pipelined loop only where the whole block's tiles lie inside the operands (a
+    // block-wide decision: both loops have barriers), so that it has no bounds checks to keep
+    // registers for; edge blocks take the plain loop.
+    bool pipelined = false;
+    if constexpr (kPipelined) pipelined = __syncthreads_and(a_inside && b_inside && (k_end - k_begin) % BK == 0) != 0;
+    if (pipelined) {
+        static_assert(BK % 2 == 0, "the fragments' two buffers alternate across tiles");
+        load_inside(k_begin);
+        store(0);
         __syncthreads();
+        T a_frag[2][TM], b_frag[2][TN];
+        read_fragments(0, 0, a_frag[0], b_frag[0]);
+        for (int tile = 0; tile < tiles; ++tile) {
+            const int cur = tile & 1;
+            const bool more = tile + 1 < tiles;
+            if (more) load_inside(k_begin + (tile + 1) * BK);
+#pragma unroll
+            for (int kk = 0; kk < BK; ++kk) {
+                const int f = kk & 1;
+                if (kk + 1 < BK) {
+                    read_fragments(cur, kk + 1, a_frag[f ^ 1], b_frag[f ^ 1]);
+                } else if (more) {
+                    // The other buffer was last read before the previous tile's barrier.
+                    store(cur ^ 1);
+                    __syncthreads();
+                    read_fragments(cur ^ 1, 0, a_frag[f ^ 1], b_frag[f ^ 1]);
+                }
+                multiply(a_frag[f], b_frag[f]);
+            }
+        }
+    } else {
+        load(k_begin);
+        store(0);
+        __syncthreads();
+        for (int tile = 0; tile < tiles; ++tile) {
+            const int cur = tile & 1;
+            const bool more = tile + 1 < tiles;
+            if (more) load(k_begin + (tile + 1) * BK);
+#pragma unroll
+            for (int kk = 0; kk < BK; ++kk) {
+                T a_frag[TM], b_frag[TN];
+                read_fragments(cur, kk, a_frag, b_frag);
+                multiply(a_frag, b_frag);
+            }
+            if (more) store(cur ^ 1);
+            __syncthreads();
+        }
     }
 
     // Epilogue, a run of V adjacent columns at a time: as vectors where the run lies inside

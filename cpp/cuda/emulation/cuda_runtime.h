@@ -39,6 +39,15 @@ inline std::vector<std::unique_ptr<std::barrier<>>> g_warp_barriers;
 inline double g_exchange[1024];
 inline void __syncthreads() { g_block_barrier->arrive_and_wait(); }
 inline void __syncwarp() { g_warp_barriers[threadIdx.x / 32]->arrive_and_wait(); }
+inline std::atomic<int> g_sync_false_count{0};
+inline int __syncthreads_and(int predicate) {
+    __syncthreads();  // every thread has read the previous call's result
+    if (threadIdx.x == 0) g_sync_false_count = 0;
+    __syncthreads();
+    if (!predicate) ++g_sync_false_count;
+    __syncthreads();
+    return g_sync_false_count.load() == 0;
+}
 template <class V> V __shfl_xor_sync(unsigned, V v, int offset) {
     int t = threadIdx.x; int warp = t / 32, lane = t % 32;
     __syncwarp();
