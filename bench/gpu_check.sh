@@ -91,7 +91,7 @@ main() {
     step "tuning hooks, fusedmlp only"
     local hooks="${GPU_CHECK_HOOKS:-FUSEDMLP_CUDA_PLAN_WARPS=8@mnist,wide,huge FUSEDMLP_CUDA_PLAN_WARPS=24@mnist,wide
       FUSEDMLP_CUDA_TILE=64w@mnist,wide,huge
-      FUSEDMLP_CUDA_SPLIT=1@mnist,wide FUSEDMLP_CUDA_EPOCH_THREADS=256@tiny FUSEDMLP_CUDA_EPOCH_LAYERS=static@tiny
+      FUSEDMLP_CUDA_SPLIT=1@mnist,wide FUSEDMLP_CUDA_EPOCH_THREADS=256@tiny
       FUSEDMLP_CUDA_FUSED_ROWS=16@small,narrow FUSEDMLP_CUDA_STEP_THREADS=256@small,narrow
       FUSEDMLP_CUDA_GRAPHS=0@small,narrow FUSEDMLP_CUDA_GRAPH_HEAD=2@narrow,mnist,wide
       FUSEDMLP_CUDA_GRAPH_HEAD=8@narrow,mnist,wide}"

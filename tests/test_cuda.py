@@ -362,24 +362,6 @@ def test_epoch_kernel_of_each_block_size_matches_reference(threads, momentum, dt
 
 
 @needs_gpu
-@pytest.mark.parametrize("threads", ["256", "512"])
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_epoch_kernel_built_for_three_layers_changes_nothing(threads, momentum, dtype, monkeypatch):
-    """FUSEDMLP_CUDA_EPOCH_LAYERS=static: the one-launch epoch of a 3-layer network on the kernel
-    with its layer loops unrolled. The same sums in the same order: bit-identical to the kernel
-    for any layer count, and so to the reference as closely."""
-    monkeypatch.setenv("FUSEDMLP_CUDA_EPOCH_THREADS", threads)
-    sizes = [9, 40, 24, 6]
-    X, y = make_data(sizes, "cross_entropy", 150, dtype)
-    orders, lrs = epoch_plan(150, 20, False, 2, 0.1)
-    steps = assert_hook_changes_nothing(monkeypatch, "FUSEDMLP_CUDA_EPOCH_LAYERS", "static",
-                                        lambda: make_net(sizes, "tanh", "cross_entropy", dtype, "fused")[0],
-                                        X, y, orders, lrs, 20, momentum)
-    assert steps == 16
-
-
-@needs_gpu
 @pytest.mark.parametrize("blocks,dtype", [(150, np.float32), (150, np.float64), (3, np.float32)])
 def test_partial_sums_of_many_or_few_blocks_match_reference(blocks, dtype, monkeypatch):
     # fused_reduce_kernel: its warps each add a range of the blocks' partial sums (150 blocks of

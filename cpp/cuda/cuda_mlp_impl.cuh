@@ -177,15 +177,6 @@ int epoch_threads_setting() {
     return threads == 256 || threads == 512 ? threads : kDefaultEpochThreads;
 }
 
-// FUSEDMLP_CUDA_EPOCH_LAYERS=static: a network of kStaticEpochLayers layers trains its one-launch
-// epochs on fused_epoch_kernel built for that layer count (its layer loops unrolled) instead of
-// any count. A tuning hook, not yet timed on a GPU; 3: tiny's count.
-constexpr int kStaticEpochLayers = 3;
-bool epoch_layers_static() {
-    const char* value = std::getenv("FUSEDMLP_CUDA_EPOCH_LAYERS");
-    return value != nullptr && std::strcmp(value, "static") == 0;
-}
-
 // FUSEDMLP_CUDA_STEP_THREADS=256 or 512: the threads of fused_mlp_kernel's block (tuning and
 // tests); else kDefaultStepThreads. 512 measured faster on an H100 (small, 64-128-128-10 batch
 // 64: 2.047M against 1.844M samples/s in one session; narrow 34.2M against 33.8M): like the
@@ -478,9 +469,9 @@ struct CudaMlp<T>::Impl {
         check(cudaFuncGetAttributes(&step_attributes, fused_mlp_kernel<T, kSinkPartial, kFusedThreads>),
               "cudaFuncGetAttributes");
         if (epoch_threads == 512) {
-            check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T, 512, 0>), "cudaFuncGetAttributes");
+            check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T, 512>), "cudaFuncGetAttributes");
         } else {
-            check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T, 256, 0>), "cudaFuncGetAttributes");
+            check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T, 256>), "cudaFuncGetAttributes");
         }
         const std::size_t step_limit = static_cast<std::size_t>(limit) - step_attributes.sharedSizeBytes;
         const std::size_t epoch_limit = static_cast<std::size_t>(limit) - epoch_attributes.sharedSizeBytes;
@@ -512,10 +503,7 @@ struct CudaMlp<T>::Impl {
             check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(step_limit)),
                   "cudaFuncSetAttribute");
-        // (Every layer count's instantiation of fused_epoch_kernel has the same static shared memory.)
-        for (auto kernel : {fused_epoch_kernel<T, 256, 0>, fused_epoch_kernel<T, 512, 0>,
-                            fused_epoch_kernel<T, 256, kStaticEpochLayers>,
-                            fused_epoch_kernel<T, 512, kStaticEpochLayers>})
+        for (auto kernel : {fused_epoch_kernel<T, 256>, fused_epoch_kernel<T, 512>})
             check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(epoch_limit)),
                   "cudaFuncSetAttribute");
@@ -651,16 +639,6 @@ struct CudaMlp<T>::Impl {
         }
     }
 
-    // fused_epoch_kernel on the block its layout's products were planned for.
-    template <int kLayers>
-    void launch_epoch_kernel(const FusedArgs<T>& f, const FusedEpoch<T>& e, std::size_t smem) {
-        if (f.s.threads == 512) {
-            fused_epoch_kernel<T, 512, kLayers><<<1, 512, smem, stream>>>(f, e);
-        } else {
-            fused_epoch_kernel<T, 256, kLayers><<<1, 256, smem, stream>>>(f, e);
-        }
-    }
-
     // fused_mlp_kernel on the block its layout's products were planned for.
     template <int kSink>
     void launch_fused_step(const FusedArgs<T>& f, int blocks, std::size_t smem) {
@@ -760,10 +738,11 @@ struct CudaMlp<T>::Impl {
                 e.momentum[p] = momentum[p].get();
             }
             const std::size_t smem = static_cast<std::size_t>(f.s.total) * sizeof(T);
-            if (epoch_layers_static() && layers == kStaticEpochLayers) {
-                launch_epoch_kernel<kStaticEpochLayers>(f, e, smem);
+            // The block the layout's products were planned for.
+            if (f.s.threads == 512) {
+                fused_epoch_kernel<T, 512><<<1, 512, smem, stream>>>(f, e);
             } else {
-                launch_epoch_kernel<0>(f, e, smem);
+                fused_epoch_kernel<T, 256><<<1, 256, smem, stream>>>(f, e);
             }
             return;
         }

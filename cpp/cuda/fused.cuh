@@ -520,26 +520,7 @@ struct FusedEpoch {
     T* momentum[2] = {};
 };
 
-// Calls body(l) for every layer l, from the first (kDown false) or from the last. kLayers > 0
-// is the layer count fixed at compile time: the loop unrolls, so that l is a constant in each
-// copy and the layout's per-layer fields load from fixed offsets of the kernel's parameters
-// (tiny's epoch kernel spent about half its instructions on loops, index arithmetic, branches
-// and parameter loads by a runtime layer index: H100, Nsight Compute, 2026-11-26).
-template <int kLayers, bool kDown, class Body>
-__device__ __forceinline__ void for_each_layer(int layers, Body&& body) {
-    if constexpr (kLayers > 0) {
-#pragma unroll
-        for (int i = 0; i < kLayers; ++i) body(kDown ? kLayers - 1 - i : i);
-    } else if constexpr (kDown) {
-        for (int l = layers - 1; l >= 0; --l) body(l);
-    } else {
-        for (int l = 0; l < layers; ++l) body(l);
-    }
-}
-
-// kLayers: the network's layer count when fixed at compile time (FUSEDMLP_CUDA_EPOCH_LAYERS),
-// else 0.
-template <class T, int kThreads, int kLayers>
+template <class T, int kThreads>
 __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArgs<T> base, const FusedEpoch<T> e) {
     extern __shared__ __align__(16) unsigned char fused_smem[];
     T* sm = reinterpret_cast<T*>(fused_smem);
@@ -549,10 +530,10 @@ __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArg
     const FusedLayout& s = base.s;
     const int t = threadIdx.x;
     const bool momentum = base.update.momentum != T(0);
-    for_each_layer<kLayers, false>(s.layers, [&](int l) {
+    for (int l = 0; l < s.layers; ++l) {
         fused_copy_layer<kThreads>(base, sm, l, e.params[0], 0, true);
         if (momentum) fused_copy_layer<kThreads>(base, sm, l, e.momentum[0], s.momentum_delta, true);
-    });
+    }
     const bool started = *base.control.started != 0;
     const bool cross_entropy = base.loss == kCrossEntropy;
     if (t < s.rows) {
@@ -588,10 +569,10 @@ __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArg
         T* input = sm + (cur == 0 ? s.act[0] : s.input2);
         T* next_input = sm + (cur == 0 ? s.input2 : s.act[0]);
 
-        for_each_layer<kLayers, false>(s.layers, [&](int l) {
+        for (int l = 0; l < s.layers; ++l) {
             fused_forward_layer<kThreads>(f, sm, l, l == 0 ? input : sm + s.act[l], valid);
             __syncthreads();
-        });
+        }
         if (t < s.rows) row_sample[cur ^ 1][t] = next_sample;
         const int next_label = cross_entropy && next_sample >= 0 ? base.labels[next_sample] : 0;
         const double total = fused_loss<kThreads>(f, sm, valid, valid, row_sample[cur], row_label[cur], row_loss);
@@ -604,9 +585,8 @@ __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArg
         // fused_loss's barrier made the next samples visible: gather their inputs meanwhile.
         if (has_next) fused_gather_inputs<kThreads>(f, next_input, row_sample[cur ^ 1], true);
         async_copy_commit();
-        for_each_layer<kLayers, true>(s.layers, [&](int l) {
+        for (int l = s.layers - 1; l >= 0; --l)
             fused_backward_layer<kSinkResident, kThreads>(f, sm, step, l, l == 0 ? input : sm + s.act[l]);
-        });
         if (t < s.rows) row_label[cur ^ 1][t] = next_label;
         async_copy_wait_all();
         __syncthreads();
