@@ -93,8 +93,7 @@ main() {
       FUSEDMLP_CUDA_TILE=64w@mnist,wide,huge
       FUSEDMLP_CUDA_SPLIT=1@mnist,wide FUSEDMLP_CUDA_EPOCH_THREADS=256@tiny
       FUSEDMLP_CUDA_FUSED_ROWS=16@small,narrow FUSEDMLP_CUDA_STEP_THREADS=256@small,narrow
-      FUSEDMLP_CUDA_GRAPHS=0@small,narrow FUSEDMLP_CUDA_GRAPH_HEAD=2@narrow,mnist,wide
-      FUSEDMLP_CUDA_GRAPH_HEAD=8@narrow,mnist,wide}"
+      FUSEDMLP_CUDA_GRAPHS=0@small,narrow}"
     local hook variant configs
     for hook in $hooks; do
       variant="${hook%@*}" configs="${hook#*@}"

@@ -419,22 +419,6 @@ def test_bit_identical_run_to_run_with_and_without_graphs(sizes, graphs, monkeyp
 
 
 @needs_gpu
-@pytest.mark.parametrize("head", ["1", "3", "11", "20"])
-@pytest.mark.parametrize("path", PATHS)
-def test_first_steps_launched_before_the_graph_change_nothing(path, head, monkeypatch):
-    """FUSEDMLP_CUDA_GRAPH_HEAD: the epoch's first steps launched one by one, the rest as the
-    graph. 11 steps, the last of 40 rows: 3 leaves it in the graph, 11 and 20 run every step
-    outside it. Two epochs each, so the second reuses the graph."""
-    sizes = [20, 32, 4] if path == "fused" else [20, 200, 4]
-    X, y = make_data(sizes, "cross_entropy", 1000, np.float32)
-    orders, lrs = epoch_plan(1000, 96, False, 2, 0.05)
-    steps = assert_hook_changes_nothing(monkeypatch, "FUSEDMLP_CUDA_GRAPH_HEAD", head,
-                                        lambda: make_net(sizes, "gelu", "cross_entropy", np.float32, path)[0],
-                                        X, y, orders, lrs, 96, 0.9)
-    assert steps == 22
-
-
-@needs_gpu
 def test_optimizer_state_round_trip_and_reset():
     sizes = [4, 8, 3]
     X, y = make_data(sizes, "cross_entropy", 32, np.float64)

@@ -111,16 +111,6 @@ bool graphs_enabled() {
     return value == nullptr || std::strcmp(value, "0") != 0;
 }
 
-// FUSEDMLP_CUDA_GRAPH_HEAD=h: an epoch's first h steps are launched one by one before its graph
-// (the rest) is launched; 0 (the default): the whole epoch is the graph. A tuning hook, not yet
-// timed on a GPU. Why: on an H100, narrow's epoch waited in finish_epoch for as long as its
-// kernels ran (3,336 us for 3,330), so the GPU had started them only when start_epoch returned,
-// 355 us after it was called; the graph's launch took 143 us of that (under the profiler).
-std::size_t graph_head_steps() {
-    const char* value = std::getenv("FUSEDMLP_CUDA_GRAPH_HEAD");
-    return value == nullptr ? 0 : static_cast<std::size_t>(std::max(0, std::atoi(value)));
-}
-
 int sm_count() {
     int device = 0, count = 1;
     if (cudaGetDevice(&device) == cudaSuccess)
@@ -709,9 +699,8 @@ struct CudaMlp<T>::Impl {
                epoch_ok[fused_tile(rows_max)][momentum != 0 ? 1 : 0];
     }
 
-    // Steps [first, last) of an epoch of `steps`; the one-launch epoch kernel runs them all.
     void enqueue_epoch(bool use_fused, std::size_t order_length, std::size_t batch_size, std::size_t steps,
-                       std::size_t first, std::size_t last, const SgdConfig& config) {
+                       const SgdConfig& config) {
         // Every step's tiles as large as the largest batch's, for which begin_epoch reserved.
         const std::size_t rows_max = std::min(batch_size, order_length);
         const int tile = fused_tile(rows_max);
@@ -746,7 +735,7 @@ struct CudaMlp<T>::Impl {
             }
             return;
         }
-        for (std::size_t s = first; s < last; ++s) {
+        for (std::size_t s = 0; s < steps; ++s) {
             const std::size_t start = s * batch_size;
             const int rows = static_cast<int>(std::min(batch_size, order_length - start));
             const int in = static_cast<int>(s % 2), out = in ^ 1;
@@ -1055,6 +1044,8 @@ void CudaMlp<T>::begin_epoch(const std::int64_t* order, std::size_t order_length
     const std::size_t nodes_per_step = m.one_launch_epoch(use_fused, rows_max, config.momentum) ? 0
                                        : use_fused                                  ? 2
                                                                                     : 6 * static_cast<std::size_t>(m.layers) + 2;
+    const std::vector<double> key = {double(use_fused), double(order_length), double(batch_size), double(steps),
+                                     config.momentum, double(config.nesterov), config.weight_decay};
     // Without momentum no step reads or writes the momentum buffers (sgd.cuh): both must hold
     // the kept content, whichever is current at the end. Queued here rather than as the graph's
     // first node: with kernel nodes alone, the launch of narrow's 128-node graph took 143 us of
@@ -1063,18 +1054,8 @@ void CudaMlp<T>::begin_epoch(const std::int64_t* order, std::size_t order_length
         check(cudaMemcpyAsync(m.momentum[1].get(), m.momentum[0].get(), m.param_count * sizeof(T),
                               cudaMemcpyDeviceToDevice, m.stream),
               "cudaMemcpy momentum");
-    // The first `head` steps are launched one by one, the rest as the graph (see
-    // graph_head_steps): the GPU starts on them while the host is still launching the graph.
-    const bool graphs = graphs_enabled();
-    const std::size_t head = nodes_per_step > 0 && graphs ? std::min(steps, graph_head_steps()) : 0;
-    if (head > 0) {
-        m.enqueue_epoch(use_fused, order_length, batch_size, steps, 0, head, config);
-        check(cudaGetLastError(), "epoch launch");
-    }
-    const std::vector<double> key = {double(use_fused), double(order_length), double(batch_size), double(steps),
-                                     double(head), config.momentum, double(config.nesterov), config.weight_decay};
-    bool launched = head == steps;
-    if (!launched && graphs && (steps - head) * nodes_per_step <= kMaxGraphNodes) {
+    bool launched = false;
+    if (graphs_enabled() && steps * nodes_per_step <= kMaxGraphNodes) {
         // Recaptured only when the epoch's shape or a buffer changed; a graph that failed to
         // instantiate stays null until then, and the epoch is queued directly.
         if (m.graph_key != key || m.graph_generation != m.generation) {
@@ -1082,7 +1063,7 @@ void CudaMlp<T>::begin_epoch(const std::int64_t* order, std::size_t order_length
             m.graph = nullptr;
             cudaGraph_t graph = nullptr;
             check(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
-            m.enqueue_epoch(use_fused, order_length, batch_size, steps, head, steps, config);
+            m.enqueue_epoch(use_fused, order_length, batch_size, steps, config);
             const cudaError_t captured = cudaStreamEndCapture(m.stream, &graph);
             cudaGetLastError();
             if (captured == cudaSuccess && graph != nullptr) {
@@ -1101,7 +1082,7 @@ void CudaMlp<T>::begin_epoch(const std::int64_t* order, std::size_t order_length
         }
     }
     if (!launched) {
-        m.enqueue_epoch(use_fused, order_length, batch_size, steps, head, steps, config);
+        m.enqueue_epoch(use_fused, order_length, batch_size, steps, config);
         check(cudaGetLastError(), "epoch launch");
     }
 
