@@ -548,21 +548,39 @@ def test_gemm_tiles_and_splits_match_reference(sizes, tile, split, monkeypatch):
 @pytest.mark.parametrize("tile,split,dtype", [("128", "1", np.float32), ("128", "3", np.float32),
                                               ("64", "1", np.float32), ("64w", "1", np.float32),
                                               ("64w", "3", np.float32), ("128", "1", np.float64)])
-def test_pipelined_gemm_loop_changes_nothing(tile, split, dtype, monkeypatch):
-    """FUSEDMLP_CUDA_GEMM_LOOP=pipelined: blocks whose tiles all lie inside the operands read
-    each K step's fragments under the previous step's multiply-adds; the others keep the plain
-    loop. Widths that are multiples of 16 put most blocks of each product kind inside (160 and
-    the output's 12 do not fill their last tiles; 12 and the last batch's 100 rows are not whole
-    K steps), so both loops run in one product; the sums are the same, in the same order."""
+def test_gemm_blocks_inside_and_at_the_edges_match_reference(tile, split, dtype, monkeypatch):
+    """Blocks whose tiles all lie inside the operands run gemm_kernel's pipelined loop, the
+    others its plain one. Widths that are multiples of 16 put most blocks of each product kind
+    inside; 160 and the output's 12 do not fill their last tiles, and 12 and the last batch's
+    100 rows are not whole K steps, so both loops run within one product."""
     monkeypatch.setenv("FUSEDMLP_CUDA_TILE", tile)
     monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", split)
     sizes = [144, 256, 160, 12]
+    net, weights, biases = make_net(sizes, "tanh", "cross_entropy", dtype, "tiled")
     X, y = make_data(sizes, "cross_entropy", 356, dtype)
+    assert_loss_and_grad_match_reference(net, weights, biases, "tanh", "cross_entropy", X, y, dtype,
+                                         1e-12 if dtype == np.float64 else 1e-5)
     orders, lrs = epoch_plan(356, 256, False, 1, 0.05)
-    steps = assert_hook_changes_nothing(monkeypatch, "FUSEDMLP_CUDA_GEMM_LOOP", "pipelined",
+    assert_epochs_match_reference(net, weights, biases, "tanh", "cross_entropy", X, y, orders, lrs, 256, dtype, 0.9)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sizes", [[144, 256, 160, 12], GEMM_SIZES[1]])
+def test_split_sums_by_last_block_and_by_finish_kernel_are_identical(sizes, dtype, monkeypatch):
+    """A split product's ranges of K are added in order by the last of each tile's blocks to
+    finish (default, on the tiles of 4 x 4 per thread: float's 64w, double's only tile) or by
+    splitk_finish_kernel (FUSEDMLP_CUDA_SPLIT_SUM=kernel): the same sums, bit-identical. Every
+    product is split in 3, one after another through the same tile counters, over two epochs
+    of 2 steps (the second replays the graph)."""
+    monkeypatch.setenv("FUSEDMLP_CUDA_TILE", "64w")
+    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", "3")
+    X, y = make_data(sizes, "cross_entropy", 356, dtype)
+    orders, lrs = epoch_plan(356, 256, False, 2, 0.05)
+    steps = assert_hook_changes_nothing(monkeypatch, "FUSEDMLP_CUDA_SPLIT_SUM", "kernel",
                                         lambda: make_net(sizes, "tanh", "cross_entropy", dtype, "tiled")[0],
                                         X, y, orders, lrs, 256, 0.9)
-    assert steps == 2
+    assert steps == 4
 
 
 @needs_gpu
