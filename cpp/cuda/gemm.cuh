@@ -378,28 +378,36 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         }
     }
 
-    if (Tile::kSumsSplits && g.split_out != nullptr) {
-        // This block's range of K into the workspace, a run of V columns at a time.
+    // body(i, jr, m, n) for each run of V adjacent columns of the thread's outputs (its row i,
+    // columns jr .. jr + V - 1 of acc) that starts inside the matrix, at row m, column n.
+    auto for_each_run = [&](auto&& body) {
 #pragma unroll
         for (int i = 0; i < TM; ++i) {
             const int m = m0 + row_of(i);
 #pragma unroll
             for (int jr = 0; jr < TN; jr += V) {
                 const int n = n0 + col_of(jr);
-                if (m >= M || n >= N) continue;
-                T* out = g.split_out + static_cast<long long>(blockIdx.z) * M * N + static_cast<long long>(m) * N + n;
-                if (g.vec_split && n + V <= N) {
-                    Vec16<T> x;
-#pragma unroll
-                    for (int j = 0; j < V; ++j) x.v[j] = acc[i][jr + j];
-                    store_vec(out, x);
-                } else {
-#pragma unroll
-                    for (int j = 0; j < V; ++j)
-                        if (n + j < N) out[j] = acc[i][jr + j];
-                }
+                if (m < M && n < N) body(i, jr, m, n);
             }
         }
+    };
+    // This block's range of K of a split product into the workspace.
+    auto store_range = [&](int i, int jr, int m, int n) {
+        T* out = g.split_out + static_cast<long long>(blockIdx.z) * M * N + static_cast<long long>(m) * N + n;
+        if (g.vec_split && n + V <= N) {
+            Vec16<T> x;
+#pragma unroll
+            for (int j = 0; j < V; ++j) x.v[j] = acc[i][jr + j];
+            store_vec(out, x);
+        } else {
+#pragma unroll
+            for (int j = 0; j < V; ++j)
+                if (n + j < N) out[j] = acc[i][jr + j];
+        }
+    };
+
+    if (Tile::kSumsSplits && g.split_out != nullptr) {
+        for_each_run(store_range);
         if (g.tile_counters == nullptr) return;
         // Counted only once every thread's stores are visible device-wide; the last block of
         // the tile then reads the others' through L2 (__ldcg), where they are.
@@ -418,30 +426,25 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         // range at a time, the thread's outputs' loads of a range in flight together.
         for (int z = 0; z < static_cast<int>(gridDim.z); ++z) {
             const T* range = g.split_out + static_cast<long long>(z) * M * N;
+            for_each_run([&](int i, int jr, int m, int n) {
+                const T* part = range + static_cast<long long>(m) * N + n;
+                Vec16<T> x;
+                if (g.vec_split && n + V <= N) {
+                    x = load_vec_l2(part);
+                } else {
 #pragma unroll
-            for (int i = 0; i < TM; ++i) {
-                const int m = m0 + row_of(i);
-#pragma unroll
-                for (int jr = 0; jr < TN; jr += V) {
-                    const int n = n0 + col_of(jr);
-                    if (m >= M || n >= N) continue;
-                    const T* part = range + static_cast<long long>(m) * N + n;
-                    Vec16<T> x;
-                    if (g.vec_split && n + V <= N) {
-                        x = load_vec_l2(part);
-                    } else {
-#pragma unroll
-                        for (int j = 0; j < V; ++j) x.v[j] = n + j < N ? __ldcg(part + j) : T(0);
-                    }
-#pragma unroll
-                    for (int j = 0; j < V; ++j) acc[i][jr + j] = z == 0 ? x.v[j] : acc[i][jr + j] + x.v[j];
+                    for (int j = 0; j < V; ++j) x.v[j] = n + j < N ? __ldcg(part + j) : T(0);
                 }
-            }
+#pragma unroll
+                for (int j = 0; j < V; ++j) acc[i][jr + j] = z == 0 ? x.v[j] : acc[i][jr + j] + x.v[j];
+            });
         }
     }
 
     // Epilogue, a run of V adjacent columns at a time: as vectors where the run lies inside
     // the matrix and vec_c allows, else element by element (the same formulas either way).
+    // (Loops and stores of its own rather than for_each_run and store_range: with those, the
+    // 128 x 128 tile's registers, at their limit, spilled into its main loop; sm_90, 2026-11-26.)
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int m = m0 + row_of(i);
