@@ -126,25 +126,6 @@ NARROW = [5, 17, 9, 3]  # every width <= 128: both paths
 PATHS = ["fused", "tiled"]
 
 
-def assert_hook_changes_nothing(monkeypatch, variable, value, make, X, y, orders, lrs, batch_size, momentum):
-    """Trains a fresh network from make() for the planned epochs with the tuning hook `variable`
-    unset, then set to value: the step losses, parameters and momentum must be bit-identical.
-    Returns the number of steps trained."""
-    results = []
-    for setting in [None, value]:
-        if setting is None:
-            monkeypatch.delenv(variable, raising=False)
-        else:
-            monkeypatch.setenv(variable, setting)
-        net = make()
-        losses = [net.train_epoch(X, y, o, batch_size, False, r, momentum, True, 1e-4)[0] for o, r in zip(orders, lrs)]
-        results.append((np.concatenate(losses), sum(net.get_parameters(), []), net.get_optimizer_state()))
-    (want_loss, want_params, want_state), (got_loss, got_params, got_state) = results
-    np.testing.assert_array_equal(got_loss, want_loss)
-    for got, want in zip(got_params + got_state[0] + got_state[1], want_params + want_state[0] + want_state[1]):
-        np.testing.assert_array_equal(got, want)
-    return len(got_loss)
-
 # --- ops ---------------------------------------------------------------------------------------
 
 
@@ -562,25 +543,6 @@ def test_gemm_blocks_inside_and_at_the_edges_match_reference(tile, split, dtype,
                                          1e-12 if dtype == np.float64 else 1e-5)
     orders, lrs = epoch_plan(356, 256, False, 1, 0.05)
     assert_epochs_match_reference(net, weights, biases, "tanh", "cross_entropy", X, y, orders, lrs, 256, dtype, 0.9)
-
-
-@needs_gpu
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("sizes", [[144, 256, 160, 12], GEMM_SIZES[1]])
-def test_split_sums_by_last_block_and_by_finish_kernel_are_identical(sizes, dtype, monkeypatch):
-    """A split product's ranges of K are added in order by the last of each tile's blocks to
-    finish (default, on the tiles of 4 x 4 per thread: float's 64w, double's only tile) or by
-    splitk_finish_kernel (FUSEDMLP_CUDA_SPLIT_SUM=kernel): the same sums, bit-identical. Every
-    product is split in 3, one after another through the same tile counters, over two epochs
-    of 2 steps (the second replays the graph)."""
-    monkeypatch.setenv("FUSEDMLP_CUDA_TILE", "64w")
-    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", "3")
-    X, y = make_data(sizes, "cross_entropy", 356, dtype)
-    orders, lrs = epoch_plan(356, 256, False, 2, 0.05)
-    steps = assert_hook_changes_nothing(monkeypatch, "FUSEDMLP_CUDA_SPLIT_SUM", "kernel",
-                                        lambda: make_net(sizes, "tanh", "cross_entropy", dtype, "tiled")[0],
-                                        X, y, orders, lrs, 256, 0.9)
-    assert steps == 4
 
 
 @needs_gpu

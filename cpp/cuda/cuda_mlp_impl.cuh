@@ -186,7 +186,6 @@ struct GemmOverride {
     int tile = -1;   // a GemmTileId, -1: chosen per product
     int splits = 0;  // 0: chosen per product
     double saturating_warps = 0;  // 0: kSaturatingWarps
-    bool finish_kernel = false;  // FUSEDMLP_CUDA_SPLIT_SUM=kernel: split products summed by splitk_finish_kernel
 };
 
 GemmOverride gemm_override() {
@@ -198,7 +197,6 @@ GemmOverride gemm_override() {
     }
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
-    if (const char* sum = std::getenv("FUSEDMLP_CUDA_SPLIT_SUM")) o.finish_kernel = std::strcmp(sum, "kernel") == 0;
     return o;
 }
 
@@ -288,12 +286,6 @@ long long split_workspace_bound(long long M, long long N, long long K, int sms) 
     return std::min(split_limit(sms), kMaxSplits * M * N);
 }
 
-// Tile counters enough for any split product of at most M x N outputs summed over at most K:
-// one per output tile of the smallest tile shape (64 x 64).
-long long split_tiles_bound(long long M, long long N, long long K, int sms) {
-    return split_workspace_bound(M, N, K, sms) > 0 ? ceil_div(M, 64) * ceil_div(N, 64) : 0;
-}
-
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 template <class Tile, int KIND>
@@ -302,36 +294,17 @@ void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStrea
     gemm_kernel<Tile, KIND><<<grid, Tile::kThreads, 0, stream>>>(g);
 }
 
-// Where split products keep their K ranges (partials: reserved with split_workspace_bound) and
-// count their finished blocks per output tile (tile_counters: split_tiles_bound, zeroed once;
-// every split product leaves them zero).
-template <class T>
-struct SplitWorkspace {
-    T* partials = nullptr;
-    std::size_t partials_size = 0;
-    int* tile_counters = nullptr;
-    std::size_t tile_count = 0;
-};
-
-// One product as planned: the GEMM, and the ordered sum of its K ranges when split (by the
-// GEMM's last block of each tile, or by splitk_finish_kernel under FUSEDMLP_CUDA_SPLIT_SUM=kernel).
+// One product as planned: the GEMM, and the ordered sum of its K ranges when split into
+// workspace (workspace_size elements, reserved with split_workspace_bound).
 template <int KIND, class T>
-void launch_gemm(GemmArgs<T> g, const SplitWorkspace<T>& ws, cudaStream_t stream, int sms,
+void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaStream_t stream, int sms,
                  const GemmOverride& forced) {
-    constexpr bool is_float = std::is_same<T, float>::value;
     const GemmPlan plan = plan_gemm<T>(g.M, g.N, g.K, sms, forced);
     const long long count = static_cast<long long>(g.M) * g.N;
-    const long long tiles = ceil_div(g.M, kTileModels[plan.tile].bm) * ceil_div(g.N, kTileModels[plan.tile].bn);
-    if (plan.splits > 1 && (static_cast<std::size_t>(plan.splits * count) > ws.partials_size ||
-                            static_cast<std::size_t>(tiles) > ws.tile_count))
+    if (plan.splits > 1 && static_cast<std::size_t>(plan.splits * count) > workspace_size)
         throw std::logic_error("fusedmlp: split GEMM workspace not reserved");
     g.k_chunk = plan.chunk;
-    g.split_out = plan.splits > 1 ? ws.partials : nullptr;
-    const bool sums_splits = is_float ? (plan.tile == kTileF128   ? TileF128::kSumsSplits
-                                         : plan.tile == kTileF64 ? TileF64::kSumsSplits
-                                                                 : TileF64Warps::kSumsSplits)
-                                      : TileD64::kSumsSplits;
-    g.tile_counters = plan.splits > 1 && sums_splits && !forced.finish_kernel ? ws.tile_counters : nullptr;
+    g.split_out = plan.splits > 1 ? workspace : nullptr;
     constexpr int V = kVecWidth<T>;
     const bool rows_whole = g.N % V == 0;  // every output row starts on a vector boundary
     g.vec_a = g.lda % V == 0 && aligned16(g.a);
@@ -343,8 +316,8 @@ void launch_gemm(GemmArgs<T> g, const SplitWorkspace<T>& ws, cudaStream_t stream
         if constexpr (KIND == kForward)
             g.vec_c = rows_whole && aligned16(g.bias) && aligned16(g.z_out) && aligned16(g.h_out);
     }
-    g.vec_split = g.split_out != nullptr && rows_whole && aligned16(g.split_out);
-    if constexpr (is_float) {
+    if (g.split_out != nullptr) g.vec_c = rows_whole && aligned16(g.split_out);
+    if constexpr (std::is_same<T, float>::value) {
         switch (plan.tile) {
             case kTileF128: launch_tile<TileF128, KIND>(g, plan.splits, stream); break;
             case kTileF64: launch_tile<TileF64, KIND>(g, plan.splits, stream); break;
@@ -353,7 +326,7 @@ void launch_gemm(GemmArgs<T> g, const SplitWorkspace<T>& ws, cudaStream_t stream
     } else {
         launch_tile<TileD64, KIND>(g, plan.splits, stream);
     }
-    if (plan.splits > 1 && g.tile_counters == nullptr) {
+    if (plan.splits > 1) {
         const long long per_block = 256LL * kFinishRun;
         const int blocks = static_cast<int>((count + per_block - 1) / per_block);
         splitk_finish_kernel<KIND, T><<<blocks, 256, 0, stream>>>(g, plan.splits);
@@ -412,7 +385,6 @@ struct CudaMlp<T>::Impl {
     std::vector<DeviceArray<T>> z, h;
     DeviceArray<T> dz[2];
     DeviceArray<T> split_ws;  // the K ranges of a split GEMM
-    DeviceArray<int> split_counters;  // its finished blocks per output tile, zero between products
     DeviceArray<double> row_loss;
     DeviceArray<T> partial;
     DeviceArray<double> partial_loss;
@@ -562,31 +534,21 @@ struct CudaMlp<T>::Impl {
         widest = std::max(widest, sizes[0]);
         dz[0].grow(rows * widest);
         dz[1].grow(rows * widest);
-        long long split_need = 0, tiles_need = 0;
+        long long split_need = 0;
         const long long r = static_cast<long long>(rows);
-        auto need = [&](long long M, long long N, long long K) {
-            split_need = std::max(split_need, split_workspace_bound(M, N, K, sms));
-            tiles_need = std::max(tiles_need, split_tiles_bound(M, N, K, sms));
-        };
         for (int l = 0; l < layers; ++l) {
             const long long fan_in = static_cast<long long>(sizes[l]), fan_out = static_cast<long long>(sizes[l + 1]);
-            need(r, fan_out, fan_in);  // forward
-            if (l > 0) need(r, fan_in, fan_out);  // input grad
-            need(fan_in + 1, fan_out, r);  // weight grad
+            split_need = std::max(split_need, split_workspace_bound(r, fan_out, fan_in, sms));  // forward
+            if (l > 0) split_need = std::max(split_need, split_workspace_bound(r, fan_in, fan_out, sms));  // input grad
+            split_need = std::max(split_need, split_workspace_bound(fan_in + 1, fan_out, r, sms));  // weight grad
         }
         if (split_need > 0) split_ws.grow(static_cast<std::size_t>(split_need));
-        if (tiles_need > 0 && split_counters.grow(static_cast<std::size_t>(tiles_need)))
-            check(cudaMemsetAsync(split_counters.get(), 0, split_counters.size() * sizeof(int), stream), "cudaMemset");
         row_loss.grow(rows);
         ws_rows = rows;
         ++generation;
     }
 
     // --- launches ---------------------------------------------------------------------------
-
-    SplitWorkspace<T> split_workspace() const {
-        return SplitWorkspace<T>{split_ws.get(), split_ws.size(), split_counters.get(), split_counters.size()};
-    }
 
     // Forward over `rows` rows of x (indexed by row_map when set) through the tiled GEMMs.
     void enqueue_forward(int rows, const T* x, const int* row_map, const T* p, const StepControl& c) {
@@ -604,7 +566,7 @@ struct CudaMlp<T>::Impl {
             g.z_out = z[l].get();
             g.h_out = l + 1 < layers ? h[l].get() : nullptr;
             g.control = c;
-            launch_gemm<kForward>(g, split_workspace(), stream, sms, gemm_forced);
+            launch_gemm<kForward>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
         }
     }
 
@@ -642,7 +604,7 @@ struct CudaMlp<T>::Impl {
                 g.h_in = h[l - 1].get();
                 g.c_out = dz[cur ^ 1].get();
                 g.control = c;
-                launch_gemm<kInputGrad>(g, split_workspace(), stream, sms, gemm_forced);
+                launch_gemm<kInputGrad>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
             }
             GemmArgs<T> g;
             g.M = static_cast<int>(sizes[l]) + 1;
@@ -656,7 +618,7 @@ struct CudaMlp<T>::Impl {
             g.w_offset = w_off[l];
             g.b_offset = b_off[l];
             g.control = c;
-            launch_gemm<kWeightGrad>(g, split_workspace(), stream, sms, gemm_forced);
+            launch_gemm<kWeightGrad>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
             cur ^= 1;
         }
     }

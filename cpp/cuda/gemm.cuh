@@ -6,11 +6,9 @@
 //                                                      as each tile of the gradient completes)
 // Every output element is summed by one thread in a fixed order: results are bit-identical
 // from run to run. A product with too few output tiles to fill the device is split along K:
-// block z sums its own range of K into a workspace; then the last of a tile's blocks to finish
-// (an atomic count per tile decides which) adds the ranges in order z = 0, 1, ... and applies
-// the epilogue, or, for tiles of 8 x 8 per thread, splitk_finish_kernel does after the GEMM.
-// The order of every sum is fixed either way, whichever block finishes last. The launcher
-// (cuda_mlp_impl.cuh) picks the tile shape and the split per product.
+// block z sums its own range of K into a workspace, and splitk_finish_kernel adds the ranges in
+// order and applies the epilogue (deterministic, no atomics). The launcher (cuda_mlp_impl.cuh) picks
+// the tile shape and the split per product.
 //
 // Data movement: global memory is read in 16-byte vectors (float4 / double2) wherever the
 // operand's leading dimension and base allow, element by element otherwise (any shape works);
@@ -56,17 +54,13 @@ struct GemmArgs {
     SgdUpdate<T> update;
     long long w_offset = 0, b_offset = 0;
     // Split along K: block z sums K range [z k_chunk, (z + 1) k_chunk) into
-    // split_out[z M N + m N + n]. k_chunk 0: no split. With tile_counters (one zeroed int per
-    // output tile, gridDim.x gridDim.y of them), the last of a tile's blocks to finish adds the
-    // ranges in order z = 0, 1, ... and applies the epilogue, and zeroes its counter again for
-    // the next product; without, splitk_finish_kernel does that after the GEMM.
+    // split_out[z M N + m N + n] instead of applying the epilogue. k_chunk 0: no split.
     int k_chunk = 0;
     T* split_out = nullptr;
-    int* tile_counters = nullptr;
     // Whether 16-byte vectors may be used: for A and B, along their contiguous dimension; for
-    // C, for the epilogue's rows (the kind's outputs and inputs); for the rows of split_out.
+    // C, for the epilogue's rows (split_out when split, else the kind's outputs and inputs).
     // The launcher sets them from the leading dimensions and the pointers' alignment.
-    bool vec_a = false, vec_b = false, vec_c = false, vec_split = false;
+    bool vec_a = false, vec_b = false, vec_c = false;
     StepControl control;
 };
 
@@ -77,10 +71,6 @@ struct GemmTile {
     using Scalar = T;
     static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_, kMinBlocks = kMinBlocks_;
     static constexpr int kThreads = (BM / TM) * (BN / TN);
-    // Whether the last block of a split tile adds the K ranges itself (GemmArgs::tile_counters).
-    // Not with 8 x 8 outputs per thread: loading the ranges of 64 outputs spilled registers into
-    // the main loop (sm_90, 2026-11-26); those tiles leave the sum to splitk_finish_kernel.
-    static constexpr bool kSumsSplits = TM * TN <= 16;
 };
 
 // The epilogue of one output element of the summed product (shared by the unsplit kernel's
@@ -378,73 +368,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         }
     }
 
-    // body(i, jr, m, n) for each run of V adjacent columns of the thread's outputs (its row i,
-    // columns jr .. jr + V - 1 of acc) that starts inside the matrix, at row m, column n.
-    auto for_each_run = [&](auto&& body) {
-#pragma unroll
-        for (int i = 0; i < TM; ++i) {
-            const int m = m0 + row_of(i);
-#pragma unroll
-            for (int jr = 0; jr < TN; jr += V) {
-                const int n = n0 + col_of(jr);
-                if (m < M && n < N) body(i, jr, m, n);
-            }
-        }
-    };
-    // This block's range of K of a split product into the workspace.
-    auto store_range = [&](int i, int jr, int m, int n) {
-        T* out = g.split_out + static_cast<long long>(blockIdx.z) * M * N + static_cast<long long>(m) * N + n;
-        if (g.vec_split && n + V <= N) {
-            Vec16<T> x;
-#pragma unroll
-            for (int j = 0; j < V; ++j) x.v[j] = acc[i][jr + j];
-            store_vec(out, x);
-        } else {
-#pragma unroll
-            for (int j = 0; j < V; ++j)
-                if (n + j < N) out[j] = acc[i][jr + j];
-        }
-    };
-
-    if (Tile::kSumsSplits && g.split_out != nullptr) {
-        for_each_run(store_range);
-        if (g.tile_counters == nullptr) return;
-        // Counted only once every thread's stores are visible device-wide; the last block of
-        // the tile then reads the others' through L2 (__ldcg), where they are.
-        __shared__ bool last_block;
-        __threadfence();
-        __syncthreads();
-        if (t == 0) {
-            int* counter = g.tile_counters + blockIdx.y * gridDim.x + blockIdx.x;
-            last_block = atomicAdd(counter, 1) == static_cast<int>(gridDim.z) - 1;
-            if (last_block) *counter = 0;
-        }
-        __syncthreads();
-        if (!last_block) return;
-        __threadfence();
-        // acc = the ranges added in order z = 0, 1, ...: as splitk_finish_kernel adds them. One
-        // range at a time, the thread's outputs' loads of a range in flight together.
-        for (int z = 0; z < static_cast<int>(gridDim.z); ++z) {
-            const T* range = g.split_out + static_cast<long long>(z) * M * N;
-            for_each_run([&](int i, int jr, int m, int n) {
-                const T* part = range + static_cast<long long>(m) * N + n;
-                Vec16<T> x;
-                if (g.vec_split && n + V <= N) {
-                    x = load_vec_l2(part);
-                } else {
-#pragma unroll
-                    for (int j = 0; j < V; ++j) x.v[j] = n + j < N ? __ldcg(part + j) : T(0);
-                }
-#pragma unroll
-                for (int j = 0; j < V; ++j) acc[i][jr + j] = z == 0 ? x.v[j] : acc[i][jr + j] + x.v[j];
-            });
-        }
-    }
-
     // Epilogue, a run of V adjacent columns at a time: as vectors where the run lies inside
     // the matrix and vec_c allows, else element by element (the same formulas either way).
-    // (Loops and stores of its own rather than for_each_run and store_range: with those, the
-    // 128 x 128 tile's registers, at their limit, spilled into its main loop; sm_90, 2026-11-26.)
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int m = m0 + row_of(i);
@@ -458,10 +383,9 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             Vec16<T> sum;
 #pragma unroll
             for (int j = 0; j < V; ++j) sum.v[j] = acc[i][jr + j];
-            if (!Tile::kSumsSplits && g.split_out != nullptr) {
-                // This block's range of K into the workspace, for splitk_finish_kernel.
+            if (g.split_out != nullptr) {
                 T* out = g.split_out + static_cast<long long>(blockIdx.z) * M * N + index;
-                if (g.vec_split && n + V <= N) {
+                if (whole) {
                     store_vec(out, sum);
                 } else {
 #pragma unroll
@@ -503,7 +427,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
 // Adds the `splits` K ranges of a split product (M x N, as gemm_kernel's split_out) in order
 // and applies each element's epilogue, as the unsplit kernel does.
-// Outputs per thread of splitk_finish_kernel: one 16-byte vector of each range where vec_split
+// Outputs per thread of splitk_finish_kernel: one 16-byte vector of each range where vec_c
 // allows (the ranges' loads are then a quarter as many instructions), else one element at a time.
 constexpr int kFinishRun = 4;
 // Ranges whose loads one thread has in flight at once: the kernel is bound by the latency of
@@ -511,7 +435,7 @@ constexpr int kFinishRun = 4;
 constexpr int kFinishBatch = 8;
 
 // Sums the K ranges of a split product in order z = 0, 1, ... and applies the epilogue. Each
-// thread takes kFinishRun consecutive outputs (in one row when vec_split: N is then a multiple of
+// thread takes kFinishRun consecutive outputs (in one row when vec_c: N is then a multiple of
 // the vector width); launched with ceil(M N / (256 kFinishRun)) blocks of 256 threads.
 template <int KIND, class T>
 __global__ void __launch_bounds__(256) splitk_finish_kernel(const GemmArgs<T> g, int splits) {
@@ -521,7 +445,7 @@ __global__ void __launch_bounds__(256) splitk_finish_kernel(const GemmArgs<T> g,
     const int first = (static_cast<int>(blockIdx.x) * 256 + static_cast<int>(threadIdx.x)) * kFinishRun;
     if (first >= count) return;
     const int runs = min(kFinishRun, count - first);
-    const bool vec = g.vec_split && runs == kFinishRun;
+    const bool vec = g.vec_c && runs == kFinishRun;
     static_assert(kFinishRun % kVecWidth<T> == 0, "a run is whole vectors");
     auto load_run = [&](int z, T (&v)[kFinishRun]) {
         const T* p = g.split_out + static_cast<long long>(z) * count + first;

@@ -40,26 +40,6 @@ __device__ __forceinline__ void store_vec(T* p, const Vec16<T>& x) {
     *reinterpret_cast<Vec16<T>*>(p) = x;
 }
 
-// A 16-byte vector from L2, past this SM's L1 (ld.global.cg): for data that other blocks of the
-// running kernel wrote.
-template <class T>
-__device__ __forceinline__ Vec16<T> load_vec_l2(const T* p) {
-    check_aligned16(p);
-    Vec16<T> x;
-    if constexpr (sizeof(T) == 4) {
-        const float4 q = __ldcg(reinterpret_cast<const float4*>(p));
-        x.v[0] = q.x;
-        x.v[1] = q.y;
-        x.v[2] = q.z;
-        x.v[3] = q.w;
-    } else {
-        const double2 q = __ldcg(reinterpret_cast<const double2*>(p));
-        x.v[0] = q.x;
-        x.v[1] = q.y;
-    }
-    return x;
-}
-
 // 16 bytes from src to dst (both 16-byte aligned) as one 128-bit load and store.
 __device__ __forceinline__ void copy_16(void* dst, const void* src) {
     check_aligned16(dst);

@@ -60,9 +60,6 @@ template <class V> V __shfl_xor_sync(unsigned, V v, int offset) {
 inline unsigned __umulhi(unsigned a, unsigned b) { return static_cast<unsigned>((static_cast<unsigned long long>(a) * b) >> 32); }
 #include <mutex>
 inline int atomicMin(int* p, int v) { static std::mutex m; std::lock_guard l(m); int old = *p; *p = std::min(old, v); return old; }
-inline int atomicAdd(int* p, int v) { static std::mutex m; std::lock_guard l(m); int old = *p; *p = old + v; return old; }
-inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-template <class V> V __ldcg(const V* p) { return *p; }
 template <class F> void emu_launch(Dim3 grid, unsigned threads, F body) {
     blockDim = {threads, 1, 1}; gridDim = grid;
     for (unsigned bz = 0; bz < std::max(grid.z, 1u); ++bz)
