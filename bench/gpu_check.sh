@@ -24,6 +24,8 @@ STEPS="${GPU_CHECK_STEPS:-tests bench hooks ncu}"
 wants() { [[ " $STEPS " == *" $1 "* ]]; }
 
 step() { echo; echo "== [$((SECONDS - START))s] $*"; }
+# A file-name label for hook settings: FUSEDMLP_CUDA_TILE=64+FUSEDMLP_CUDA_SPLIT=1 -> tile_64_split_1
+hooks_label() { echo "${1//FUSEDMLP_CUDA_/}" | tr "=+A-Z" "__a-z"; }
 
 main() {
   local status=0
@@ -99,7 +101,7 @@ main() {
       variant="${hook%@*}" configs="${hook#*@}"
       echo "-- $variant"
       env ${variant//+/ } timeout 60 "$PY" bench/gpu_bench.py --methods fusedmlp --only "$configs" \
-        --out "$OUT/gpu_bench_$(echo "${variant//FUSEDMLP_CUDA_/}" | tr "=+A-Z" "__a-z").json" ${GPU_BENCH_ARGS:-} \
+        --out "$OUT/gpu_bench_$(hooks_label "$variant").json" ${GPU_BENCH_ARGS:-} \
         | grep -v '^wrote' || status=1
     done
   fi
@@ -145,7 +147,7 @@ main() {
     for spec in ${GPU_CHECK_PROFILE:-tiny:1:1 small:2100:2 narrow:130:2 mnist:1000:15 wide:2000:15 huge:70:3}; do
       IFS=: read -r name skip count hooks_env <<<"$spec"
       label="$name"
-      [ -n "$hooks_env" ] && label="${name}_$(echo "${hooks_env//FUSEDMLP_CUDA_/}" | tr "=+A-Z" "__a-z")"
+      [ -n "$hooks_env" ] && label="${name}_$(hooks_label "$hooks_env")"
       # The fused configurations with every section (--set full), which the per-line counters need:
       # with the sections above alone, the source page (tried 2026-11-26) held no metric columns.
       local set=("${sections[@]}")
@@ -157,11 +159,13 @@ main() {
       # --print-details all: the sections' tables too (the warp stall reasons among them)
       ncu -i "$ROOT/build/profile_$label.ncu-rep" --page details --print-details all >"$OUT/profile_$label.txt" 2>&1 \
         || ncu -i "$ROOT/build/profile_$label.ncu-rep" --page details >"$OUT/profile_$label.txt" 2>&1
-      # Per-instruction stall samples: always for the fused configurations, for the others on request.
-      case "$name" in tiny | small | narrow) ;; *) [ "${GPU_CHECK_PROFILE_SASS:-0}" = 1 ] || continue ;; esac
-      case "$name" in tiny | small | narrow)
-        timeout 20 ncu -i "$ROOT/build/profile_$label.ncu-rep" --page source --csv --print-source cuda \
-          >"$OUT/source_$label.csv" 2>&1 || echo "ncu source page on $label: exit status $?" ;;
+      # Per-line counters and per-instruction stall samples: always for the fused configurations,
+      # the latter for the others on request.
+      case "$name" in
+        tiny | small | narrow)
+          timeout 20 ncu -i "$ROOT/build/profile_$label.ncu-rep" --page source --csv --print-source cuda \
+            >"$OUT/source_$label.csv" 2>&1 || echo "ncu source page on $label: exit status $?" ;;
+        *) [ "${GPU_CHECK_PROFILE_SASS:-0}" = 1 ] || continue ;;
       esac
       timeout 20 ncu -i "$ROOT/build/profile_$label.ncu-rep" --page source --csv --print-source sass \
         >"$OUT/sass_$label.csv" 2>&1 || echo "ncu sass page on $label: exit status $?"

@@ -125,7 +125,6 @@ def assert_loss_and_grad_match_reference(net, weights, biases, activation, loss,
 NARROW = [5, 17, 9, 3]  # every width <= 128: both paths
 PATHS = ["fused", "tiled"]
 
-
 # --- ops ---------------------------------------------------------------------------------------
 
 

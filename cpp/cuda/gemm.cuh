@@ -22,6 +22,8 @@
 
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 #include "activation.cuh"
 #include "sgd.cuh"
 #include "vector_memory.cuh"
@@ -174,7 +176,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 
     Vec16<T> a_stage[kAVecs], b_stage[kBVecs];
     // Whether this thread's part of every whole tile lies inside the operands, vectors allowed:
-    // then load_inside may load it without checks.
+    // then it may be loaded without checks (load's kInside).
     bool a_inside = g.vec_a, b_inside = g.vec_b;
     if constexpr (kAAlongK) {
 #pragma unroll
@@ -188,37 +190,25 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     } else {
         b_inside = b_inside && n0 + BN <= N;
     }
-    auto load_inside = [&](int k0) {
+    // The tile at K offset k0 into a_stage / b_stage; inside (std::true_type): a whole tile of a
+    // block that lies inside the operands, loaded without checks.
+    auto load = [&](int k0, auto inside) {
+        constexpr bool kInside = decltype(inside)::value;
 #pragma unroll
         for (int i = 0; i < kAVecs; ++i) {
             if constexpr (kAAlongK) {
-                a_stage[i] = load_vec(a_row[i / kRowVecs] + k0 + ((t * kAVecs + i) % kRowVecs) * V);
-            } else {
-                const int e = t + i * kThreads;
-                const int k = k0 + e / (BM / V);
-                const long long row = g.rows != nullptr ? g.rows[k] : k;
-                a_stage[i] = load_vec(g.a + row * g.lda + m0 + (e % (BM / V)) * V);
-            }
-        }
-#pragma unroll
-        for (int i = 0; i < kBVecs; ++i) {
-            if constexpr (kBAlongK) {
-                b_stage[i] = load_vec(b_row[i / kRowVecs] + k0 + ((t * kBVecs + i) % kRowVecs) * V);
-            } else {
-                const int e = t + i * kThreads;
-                b_stage[i] = load_vec(g.b + static_cast<long long>(k0 + e / (BN / V)) * N + n0 + (e % (BN / V)) * V);
-            }
-        }
-    };
-    auto load = [&](int k0) {
-#pragma unroll
-        for (int i = 0; i < kAVecs; ++i) {
-            if constexpr (kAAlongK) {
-                a_stage[i] = load_along_k(a_row[i / kRowVecs], k0 + ((t * kAVecs + i) % kRowVecs) * V, g.vec_a);
+                const T* row = a_row[i / kRowVecs];
+                const int k = k0 + ((t * kAVecs + i) % kRowVecs) * V;
+                a_stage[i] = kInside ? load_vec(row + k) : load_along_k(row, k, g.vec_a);
             } else {
                 // [H 1]^T: K row k is sample row(k); features m.. of it, then the row of ones.
                 const int e = t + i * kThreads;
                 const int k = k0 + e / (BM / V), m = m0 + (e % (BM / V)) * V;
+                if constexpr (kInside) {
+                    const long long row = g.rows != nullptr ? g.rows[k] : k;
+                    a_stage[i] = load_vec(g.a + row * g.lda + m);
+                    continue;
+                }
                 Vec16<T> x;
 #pragma unroll
                 for (int j = 0; j < V; ++j) x.v[j] = T(0);
@@ -238,10 +228,16 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
 #pragma unroll
         for (int i = 0; i < kBVecs; ++i) {
             if constexpr (kBAlongK) {
-                b_stage[i] = load_along_k(b_row[i / kRowVecs], k0 + ((t * kBVecs + i) % kRowVecs) * V, g.vec_b);
+                const T* row = b_row[i / kRowVecs];
+                const int k = k0 + ((t * kBVecs + i) % kRowVecs) * V;
+                b_stage[i] = kInside ? load_vec(row + k) : load_along_k(row, k, g.vec_b);
             } else {
                 const int e = t + i * kThreads;
                 const int k = k0 + e / (BN / V), n = n0 + (e % (BN / V)) * V;
+                if constexpr (kInside) {
+                    b_stage[i] = load_vec(g.b + static_cast<long long>(k) * N + n);
+                    continue;
+                }
                 Vec16<T> x;
 #pragma unroll
                 for (int j = 0; j < V; ++j) x.v[j] = T(0);
@@ -326,7 +322,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     // faster than the plain loop everywhere (2026-11-26).
     if (__syncthreads_and(a_inside && b_inside && (k_end - k_begin) % BK == 0)) {
         static_assert(BK % 2 == 0, "the fragments' two buffers alternate across tiles");
-        load_inside(k_begin);
+        load(k_begin, std::true_type{});
         store(0);
         __syncthreads();
         T a_frag[2][TM], b_frag[2][TN];
@@ -334,7 +330,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         for (int tile = 0; tile < tiles; ++tile) {
             const int cur = tile & 1;
             const bool more = tile + 1 < tiles;
-            if (more) load_inside(k_begin + (tile + 1) * BK);
+            if (more) load(k_begin + (tile + 1) * BK, std::true_type{});
 #pragma unroll
             for (int kk = 0; kk < BK; ++kk) {
                 const int f = kk & 1;
@@ -350,13 +346,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             }
         }
     } else {
-        load(k_begin);
+        load(k_begin, std::false_type{});
         store(0);
         __syncthreads();
         for (int tile = 0; tile < tiles; ++tile) {
             const int cur = tile & 1;
             const bool more = tile + 1 < tiles;
-            if (more) load(k_begin + (tile + 1) * BK);
+            if (more) load(k_begin + (tile + 1) * BK, std::false_type{});
 #pragma unroll
             for (int kk = 0; kk < BK; ++kk) {
                 T a_frag[TM], b_frag[TN];
