@@ -318,7 +318,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     // tile's last multiply-adds), and its tiles are loaded without per-vector checks. Edge
     // blocks run the plain loop, which checks every load. The same sums in the same order
     // either way. The choice is block-wide (both loops have barriers), and the pipelined loop
-    // has no checks to keep registers for. On an H100 it made mnist 4.8%, wide 3% and huge 1.5%
+    // has no checks to keep registers for. On an H100 it made mnist 4.8%, wide 3% and huge 0.2%
     // faster than the plain loop everywhere (2026-11-26).
     if (__syncthreads_and(a_inside && b_inside && (k_end - k_begin) % BK == 0)) {
         static_assert(BK % 2 == 0, "the fragments' two buffers alternate across tiles");
