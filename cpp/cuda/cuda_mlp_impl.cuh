@@ -228,9 +228,11 @@ struct GemmPlan {
     int chunk = 0;  // K rows per range when split, else 0
 };
 
-double plan_cycles(const TileModel& tile, long long M, long long N, long long chunk, long long splits, int sms,
-                   double fma_per_cycle, std::size_t element_bytes, double saturating_warps) {
-    const long long blocks = ceil_div(M, tile.bm) * ceil_div(N, tile.bn) * splits;
+// M x N outputs, of which the tiles cover tiled_rows x N (gemm_tiled_rows).
+double plan_cycles(const TileModel& tile, long long M, long long tiled_rows, long long N, long long chunk,
+                   long long splits, int sms, double fma_per_cycle, std::size_t element_bytes,
+                   double saturating_warps) {
+    const long long blocks = ceil_div(tiled_rows, tile.bm) * ceil_div(N, tile.bn) * splits;
     const long long per_sm = ceil_div(blocks, sms);
     const double warps = static_cast<double>(std::min<long long>(per_sm, tile.resident) * tile.warps);
     const double rate = fma_per_cycle * tile.efficiency * std::min(1.0, warps / saturating_warps);
@@ -243,9 +245,9 @@ double plan_cycles(const TileModel& tile, long long M, long long N, long long ch
     return cycles;
 }
 
-// The tile shape and split along K of an M x N product summed over K: the cheapest plan by the
-// cost model. Depends on the shape and the SM count only, so every run plans alike.
-template <class T>
+// The tile shape and split along K of an M x N product of kind KIND summed over K: the cheapest
+// plan by the cost model. Depends on the shape and the SM count only, so every run plans alike.
+template <int KIND, class T>
 GemmPlan plan_gemm(long long M, long long N, long long K, int sms, const GemmOverride& forced) {
     constexpr bool is_float = std::is_same<T, float>::value;
     const double fma_per_cycle = is_float ? 128 : 64;
@@ -256,8 +258,10 @@ GemmPlan plan_gemm(long long M, long long N, long long K, int sms, const GemmOve
         const long long chunk = splits > 1 ? ceil_div(ceil_div(K, splits), kSplitAlign) * kSplitAlign : K;
         const long long ranges = ceil_div(K, chunk);
         if (splits > 1 && ranges < 2) return false;
-        const double cycles = plan_cycles(kTileModels[tile], M, N, chunk, ranges, sms, fma_per_cycle, sizeof(T),
-                                          forced.saturating_warps > 0 ? forced.saturating_warps : kSaturatingWarps);
+        const double cycles =
+            plan_cycles(kTileModels[tile], M, gemm_tiled_rows<KIND>(static_cast<int>(M)), N, chunk, ranges, sms,
+                        fma_per_cycle, sizeof(T),
+                        forced.saturating_warps > 0 ? forced.saturating_warps : kSaturatingWarps);
         if (!found || cycles < best_cycles) {
             best = GemmPlan{tile, static_cast<int>(ranges), ranges > 1 ? static_cast<int>(chunk) : 0};
             best_cycles = cycles;
@@ -290,7 +294,8 @@ bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 
 
 template <class Tile, int KIND>
 void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStream_t stream) {
-    const dim3 grid((g.N + Tile::BN - 1) / Tile::BN, (g.M + Tile::BM - 1) / Tile::BM, static_cast<unsigned>(splits));
+    const int rows = gemm_tiled_rows<KIND>(g.M);
+    const dim3 grid((g.N + Tile::BN - 1) / Tile::BN, (rows + Tile::BM - 1) / Tile::BM, static_cast<unsigned>(splits));
     gemm_kernel<Tile, KIND><<<grid, Tile::kThreads, 0, stream>>>(g);
 }
 
@@ -299,7 +304,7 @@ void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStrea
 template <int KIND, class T>
 void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaStream_t stream, int sms,
                  const GemmOverride& forced) {
-    const GemmPlan plan = plan_gemm<T>(g.M, g.N, g.K, sms, forced);
+    const GemmPlan plan = plan_gemm<KIND, T>(g.M, g.N, g.K, sms, forced);
     const long long count = static_cast<long long>(g.M) * g.N;
     if (plan.splits > 1 && static_cast<std::size_t>(plan.splits * count) > workspace_size)
         throw std::logic_error("fusedmlp: split GEMM workspace not reserved");
