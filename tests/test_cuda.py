@@ -545,6 +545,32 @@ def test_gemm_blocks_inside_and_at_the_edges_match_reference(tile, split, dtype,
 
 
 @needs_gpu
+@pytest.mark.parametrize("split", ["2", "3", "8"])
+@pytest.mark.parametrize("sizes", GEMM_SIZES + [[144, 256, 160, 12]])
+def test_split_summed_across_a_cluster_matches_the_finish_kernel_bit_for_bit(sizes, split, monkeypatch):
+    """FUSEDMLP_CUDA_SPLIT_SUM=cluster: the K ranges of each 64w tile are added by the blocks of
+    one thread-block cluster through shared memory, in the order splitk_finish_kernel adds
+    them, so every loss and parameter is the same bit for bit. The widths give ragged and
+    whole tiles, the weight gradient's bias row inside a tile of features and in a row of
+    tiles of its own (256), and a last batch of 100 rows."""
+    monkeypatch.setenv("FUSEDMLP_CUDA_TILE", "64w")
+    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", split)
+    X, y = make_data(sizes, "cross_entropy", 356, np.float32)
+    orders, lrs = epoch_plan(356, 128, False, 2, 0.05)
+    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT_SUM", "kernel")
+    net, weights, biases = make_net(sizes, "tanh", "cross_entropy", np.float32, "tiled")
+    for order, rates in zip(orders, lrs):
+        net.train_epoch(X, y, order, 128, False, rates, 0.9, False, 0.0)
+    want = sum(net.get_parameters(), [])
+    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT_SUM", "cluster")
+    net, weights, biases = make_net(sizes, "tanh", "cross_entropy", np.float32, "tiled")
+    assert_epochs_match_reference(net, weights, biases, "tanh", "cross_entropy", X, y, orders, lrs, 128, np.float32,
+                                  0.9)
+    for got, expected in zip(sum(net.get_parameters(), []), want):
+        np.testing.assert_array_equal(got, expected)
+
+
+@needs_gpu
 @pytest.mark.parametrize("sizes", GEMM_SIZES)
 def test_float64_gemm_split_along_k_matches_reference(sizes, monkeypatch):
     monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", "3")

@@ -138,15 +138,17 @@ enum GemmTileId : int { kTileF128, kTileF64, kTileF64Warps, kTileD64, kTileCount
 // (64 x 64 blocks load twice as much per multiply-add from L2; 4 x 4 per thread spends about
 // one issue slot in five on shared-memory reads and tile staging instead of multiply-adds).
 // Estimates from the kernels' structure, not measurements.
+// cluster_sum: whether its splits may be summed across a cluster (GemmTile::kClusterSum).
 struct TileModel {
     int bm, bn, bk, warps, resident;
     double efficiency;
+    bool cluster_sum;
 };
 constexpr TileModel kTileModels[kTileCount] = {
-    {128, 128, 8, 8, 2, 1.0},
-    {64, 64, 8, 2, 6, 0.9},
-    {64, 64, 16, 8, 3, 0.75},
-    {64, 64, 8, 8, 2, 1.0},
+    {128, 128, 8, 8, 2, 1.0, TileF128::kClusterSum},
+    {64, 64, 8, 2, 6, 0.9, TileF64::kClusterSum},
+    {64, 64, 16, 8, 3, 0.75, TileF64Warps::kClusterSum},
+    {64, 64, 8, 8, 2, 1.0, TileD64::kClusterSum},
 };
 
 // FUSEDMLP_CUDA_FUSED_ROWS=8, 16 or 32 forces the fused kernel's tile rows for batches of more
@@ -181,12 +183,22 @@ int step_threads_setting() {
 // Test and tuning hooks: FUSEDMLP_CUDA_TILE=128, 64 or 64w forces one tile shape of the float
 // GEMMs; FUSEDMLP_CUDA_SPLIT=s splits every product whose K allows it into (about) s ranges of
 // K; FUSEDMLP_CUDA_PLAN_WARPS=w plans as if an SM needed w resident warps to run at full rate
-// (the cost model's kSaturatingWarps, below).
+// (the cost model's kSaturatingWarps, below); FUSEDMLP_CUDA_SPLIT_SUM=cluster adds the ranges
+// of a split across a thread-block cluster where the tile and the device allow
+// (gemm_kernel's cluster_sum), instead of in splitk_finish_kernel.
 struct GemmOverride {
     int tile = -1;   // a GemmTileId, -1: chosen per product
     int splits = 0;  // 0: chosen per product
     double saturating_warps = 0;  // 0: kSaturatingWarps
+    bool cluster_sum = false;
 };
+
+// Thread-block clusters: compute capability 9.0 and later.
+bool clusters_available() {
+    int device = 0, major = 0;
+    return cudaGetDevice(&device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 9;
+}
 
 GemmOverride gemm_override() {
     GemmOverride o;
@@ -197,6 +209,8 @@ GemmOverride gemm_override() {
     }
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
+    if (const char* sum = std::getenv("FUSEDMLP_CUDA_SPLIT_SUM"))
+        o.cluster_sum = std::strcmp(sum, "cluster") == 0 && clusters_available();
     return o;
 }
 
@@ -211,6 +225,11 @@ constexpr double kSaturatingWarps = 16;
 constexpr double kStepLatency = 700;         // an L2 round trip, the shared-memory stores, the barrier
 constexpr double kSplitLaunchCycles = 4000;  // about 2 us: one more kernel node and its ramp-up
 constexpr double kSplitBytesPerCycle = 3000;  // device-wide L2 bandwidth, about 5.5 TB/s
+// Summed across a cluster instead: two cluster barriers and each block reading a tile's worth of
+// its peers' shared memory (a guess, not measured). Clusters of at most kMaxClusterSplits
+// blocks (the portable limit).
+constexpr double kClusterSumCycles = 1500;
+constexpr long long kMaxClusterSplits = 8;
 // K ranges: multiples of kSplitAlign (whole vectors and BK tiles), at least kMinSplitK long
 // (unless forced), at most kMaxSplits of them.
 constexpr long long kSplitAlign = 16;
@@ -226,11 +245,12 @@ struct GemmPlan {
     int tile = kTileF128;
     int splits = 1;
     int chunk = 0;  // K rows per range when split, else 0
+    bool cluster_sum = false;  // the ranges added across a cluster, not by splitk_finish_kernel
 };
 
 // M x N outputs, of which the tiles cover tiled_rows x N (gemm_tiled_rows).
 double plan_cycles(const TileModel& tile, long long M, long long tiled_rows, long long N, long long chunk,
-                   long long splits, int sms, double fma_per_cycle, std::size_t element_bytes,
+                   long long splits, bool cluster_sum, int sms, double fma_per_cycle, std::size_t element_bytes,
                    double saturating_warps) {
     const long long blocks = ceil_div(tiled_rows, tile.bm) * ceil_div(N, tile.bn) * splits;
     const long long per_sm = ceil_div(blocks, sms);
@@ -240,8 +260,11 @@ double plan_cycles(const TileModel& tile, long long M, long long tiled_rows, lon
     const double latency =
         static_cast<double>(ceil_div(per_sm, tile.resident) * ceil_div(chunk, tile.bk)) * kStepLatency;
     double cycles = std::max(throughput, latency);
-    if (splits > 1)
+    if (cluster_sum) {
+        cycles += kClusterSumCycles;
+    } else if (splits > 1) {
         cycles += kSplitLaunchCycles + 2.0 * static_cast<double>(splits * M * N * element_bytes) / kSplitBytesPerCycle;
+    }
     return cycles;
 }
 
@@ -258,12 +281,14 @@ GemmPlan plan_gemm(long long M, long long N, long long K, int sms, const GemmOve
         const long long chunk = splits > 1 ? ceil_div(ceil_div(K, splits), kSplitAlign) * kSplitAlign : K;
         const long long ranges = ceil_div(K, chunk);
         if (splits > 1 && ranges < 2) return false;
+        const bool cluster_sum =
+            ranges > 1 && forced.cluster_sum && kTileModels[tile].cluster_sum && ranges <= kMaxClusterSplits;
         const double cycles =
-            plan_cycles(kTileModels[tile], M, gemm_tiled_rows<KIND>(static_cast<int>(M)), N, chunk, ranges, sms,
-                        fma_per_cycle, sizeof(T),
+            plan_cycles(kTileModels[tile], M, gemm_tiled_rows<KIND>(static_cast<int>(M)), N, chunk, ranges,
+                        cluster_sum, sms, fma_per_cycle, sizeof(T),
                         forced.saturating_warps > 0 ? forced.saturating_warps : kSaturatingWarps);
         if (!found || cycles < best_cycles) {
-            best = GemmPlan{tile, static_cast<int>(ranges), ranges > 1 ? static_cast<int>(chunk) : 0};
+            best = GemmPlan{tile, static_cast<int>(ranges), ranges > 1 ? static_cast<int>(chunk) : 0, cluster_sum};
             best_cycles = cycles;
             found = true;
         }
@@ -296,7 +321,25 @@ template <class Tile, int KIND>
 void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStream_t stream) {
     const int rows = gemm_tiled_rows<KIND>(g.M);
     const dim3 grid((g.N + Tile::BN - 1) / Tile::BN, (rows + Tile::BM - 1) / Tile::BM, static_cast<unsigned>(splits));
-    gemm_kernel<Tile, KIND><<<grid, Tile::kThreads, 0, stream>>>(g);
+    if (!g.cluster_sum) {
+        gemm_kernel<Tile, KIND><<<grid, Tile::kThreads, 0, stream>>>(g);
+        return;
+    }
+    if (!Tile::kClusterSum) throw std::logic_error("fusedmlp: a cluster sum planned for a tile without one");
+    // Each tile's `splits` blocks along z as one cluster.
+    cudaLaunchAttribute cluster{};
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = 1;
+    cluster.val.clusterDim.y = 1;
+    cluster.val.clusterDim.z = static_cast<unsigned>(splits);
+    cudaLaunchConfig_t config{};
+    config.gridDim = grid;
+    config.blockDim = dim3(Tile::kThreads);
+    config.dynamicSmemBytes = 0;
+    config.stream = stream;
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+    check(cudaLaunchKernelEx(&config, gemm_kernel<Tile, KIND>, g), "cluster GEMM launch");
 }
 
 // One product as planned: the GEMM, and the ordered sum of its K ranges when split into
@@ -306,10 +349,12 @@ void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaSt
                  const GemmOverride& forced) {
     const GemmPlan plan = plan_gemm<KIND, T>(g.M, g.N, g.K, sms, forced);
     const long long count = static_cast<long long>(g.M) * g.N;
-    if (plan.splits > 1 && static_cast<std::size_t>(plan.splits * count) > workspace_size)
+    const bool via_workspace = plan.splits > 1 && !plan.cluster_sum;
+    if (via_workspace && static_cast<std::size_t>(plan.splits * count) > workspace_size)
         throw std::logic_error("fusedmlp: split GEMM workspace not reserved");
     g.k_chunk = plan.chunk;
-    g.split_out = plan.splits > 1 ? workspace : nullptr;
+    g.split_out = via_workspace ? workspace : nullptr;
+    g.cluster_sum = plan.cluster_sum;
     constexpr int V = kVecWidth<T>;
     const bool rows_whole = g.N % V == 0;  // every output row starts on a vector boundary
     g.vec_a = g.lda % V == 0 && aligned16(g.a);
@@ -331,7 +376,7 @@ void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaSt
     } else {
         launch_tile<TileD64, KIND>(g, plan.splits, stream);
     }
-    if (plan.splits > 1) {
+    if (via_workspace) {
         const long long per_block = 256LL * kFinishRun;
         const int blocks = static_cast<int>((count + per_block - 1) / per_block);
         splitk_finish_kernel<KIND, T><<<blocks, 256, 0, stream>>>(g, plan.splits);

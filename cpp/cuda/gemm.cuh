@@ -29,6 +29,7 @@
 #include <type_traits>
 
 #include "activation.cuh"
+#include "cluster.cuh"
 #include "sgd.cuh"
 #include "vector_memory.cuh"
 
@@ -64,6 +65,9 @@ struct GemmArgs {
     // split_out[z M N + m N + n] instead of applying the epilogue. k_chunk 0: no split.
     int k_chunk = 0;
     T* split_out = nullptr;
+    // Split along K with the z blocks of each tile launched as one cluster (gemm_cluster_sum),
+    // which add their ranges through shared memory instead of split_out.
+    bool cluster_sum = false;
     // Whether 16-byte vectors may be used: for A and B, along their contiguous dimension; for
     // C, for the epilogue's rows (split_out when split, else the kind's outputs and inputs).
     // The launcher sets them from the leading dimensions and the pointers' alignment.
@@ -84,6 +88,11 @@ struct GemmTile {
     using Scalar = T;
     static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_, kMinBlocks = kMinBlocks_;
     static constexpr int kThreads = (BM / TM) * (BN / TN);
+    // Shared memory: the double-buffered tiles of A and B (gemm_kernel's rows padded by a vector).
+    static constexpr int kAStaging = 2 * BK * (BM + kVecWidth<T>), kBStaging = 2 * BK * (BN + kVecWidth<T>);
+    // Whether that holds a block's partial sums (the tile and a bias row), so that the ranges of
+    // a split may be added across a cluster (GemmArgs::cluster_sum).
+    static constexpr bool kClusterSum = BM * BN + BN <= kAStaging + kBStaging;
 };
 
 // The epilogue of one output element of the summed product (shared by the unsplit kernel's
@@ -125,9 +134,22 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     if (step_skipped(g.control)) return;
 
     // Rows padded by one vector: still 16-byte aligned, and the transposing stores of a warp
-    // fall in distinct banks.
-    __shared__ __align__(16) T As[2][BK][BM + V];
-    __shared__ __align__(16) T Bs[2][BK][BN + V];
+    // fall in distinct banks. A tile whose cluster sum reuses them for the block's partial sums
+    // after the main loop has them in one array; the others in two (the 128 x 128 weight
+    // gradient spills registers into its main loop with one).
+    T *staging, *b_staging;
+    if constexpr (Tile::kClusterSum) {
+        FUSEDMLP_CLUSTER_SHARED(T, tiles, Tile::kAStaging + Tile::kBStaging);
+        staging = tiles;
+        b_staging = tiles + Tile::kAStaging;
+    } else {
+        __shared__ __align__(16) T a_tiles[Tile::kAStaging];
+        __shared__ __align__(16) T b_tiles[Tile::kBStaging];
+        staging = a_tiles;
+        b_staging = b_tiles;
+    }
+    auto& As = *reinterpret_cast<T(*)[2][BK][BM + V]>(staging);
+    auto& Bs = *reinterpret_cast<T(*)[2][BK][BN + V]>(b_staging);
     const int t = threadIdx.x;
     // The thread's column and row in the block's grid of thread tiles. A warp covers 8 x 4 of
     // them where the grid is wide enough, so that each of its shared-memory reads touches 8 (B)
@@ -324,7 +346,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     };
 
     // The bias gradient of column n0 + t (t < BN), summed by the blocks of the last row of tiles.
-    const bool sums_bias = KIND == kWeightGrad && blockIdx.y == gridDim.y - 1 && t < BN;
+    const bool bias_tiles = KIND == kWeightGrad && blockIdx.y == gridDim.y - 1;
+    const bool sums_bias = bias_tiles && t < BN;
     T bias_sum = T(0);
     auto add_bias = [&](int buf) {
         if (sums_bias) {
@@ -388,6 +411,93 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         }
     }
 
+    // The epilogue of a run of V adjacent columns from (m, n) of the summed product (n < N): as
+    // vectors where the run lies inside the matrix and vec_c allows, else element by element
+    // (the same formulas either way); into split_out when split.
+    auto finish_run = [&](int m, int n, const Vec16<T>& sum) {
+        const long long index = static_cast<long long>(m) * N + n;
+        const bool whole = g.vec_c && n + V <= N;
+        if (g.split_out != nullptr) {
+            T* out = g.split_out + static_cast<long long>(blockIdx.z) * M * N + index;
+            if (whole) {
+                store_vec(out, sum);
+            } else {
+#pragma unroll
+                for (int j = 0; j < V; ++j)
+                    if (n + j < N) out[j] = sum.v[j];
+            }
+            return;
+        }
+        if constexpr (KIND == kForward) {
+            if (whole) {
+                const Vec16<T> bias = load_vec(g.bias + n);
+                Vec16<T> z, h;
+#pragma unroll
+                for (int j = 0; j < V; ++j) z.v[j] = sum.v[j] + bias.v[j];
+                store_vec(g.z_out + index, z);
+                if (g.h_out != nullptr) {
+#pragma unroll
+                    for (int j = 0; j < V; ++j) h.v[j] = dev_activate(g.act, z.v[j]);
+                    store_vec(g.h_out + index, h);
+                }
+                return;
+            }
+        } else if constexpr (KIND == kInputGrad) {
+            if (whole) {
+                const Vec16<T> z = load_vec(g.z_in + index), h = load_vec(g.h_in + index);
+                Vec16<T> c;
+#pragma unroll
+                for (int j = 0; j < V; ++j) c.v[j] = sum.v[j] * dev_activation_derivative(g.act, z.v[j], h.v[j]);
+                store_vec(g.c_out + index, c);
+                return;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+            if (n + j < N) finish_element<KIND>(g, m, n + j, index + j, sum.v[j]);
+    };
+
+#if defined(FUSEDMLP_CUDA_CLUSTERS)
+    if constexpr (Tile::kClusterSum) {
+        if (g.cluster_sum) {
+            // Each block's partial sums go to its own shared memory: the tile, then (in the last
+            // row of tiles) the bias row. Block r of the cluster then adds up every block's sums
+            // of its share of the runs, in rank order as splitk_finish_kernel does, and applies
+            // the epilogue to them.
+            T* partial = staging;
+            __syncthreads();  // every thread has read its last fragments
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int jr = 0; jr < TN; jr += V) {
+                    Vec16<T> run;
+#pragma unroll
+                    for (int j = 0; j < V; ++j) run.v[j] = acc[i][jr + j];
+                    store_vec(partial + row_of(i) * BN + col_of(jr), run);
+                }
+            if (sums_bias) partial[BM * BN + t] = bias_sum;
+            cluster_sync();
+            const int rank = static_cast<int>(cluster_rank()), size = static_cast<int>(gridDim.z);
+            const int runs = (bias_tiles ? BM + 1 : BM) * (BN / V);
+            for (int q = rank * kThreads + t; q < runs; q += size * kThreads) {
+                Vec16<T> sum = load_vec(cluster_peer(partial, 0) + q * V);
+                for (int z = 1; z < size; ++z) {
+                    const Vec16<T> part = load_vec(cluster_peer(partial, z) + q * V);
+#pragma unroll
+                    for (int j = 0; j < V; ++j) sum.v[j] += part.v[j];
+                }
+                const int r = q / (BN / V), n = n0 + q % (BN / V) * V;
+                const int m = r < BM ? m0 + r : M - 1;  // row BM: the bias row
+                if ((r == BM || m < gemm_tiled_rows<KIND>(M)) && n < N) finish_run(m, n, sum);
+            }
+            cluster_sync();  // no block leaves while the others read its shared memory
+            return;
+        }
+    }
+#elif defined(__CUDA_ARCH__)
+    if (g.cluster_sum) __trap();  // the host asks for clusters only where the device has them
+#endif
+
     if (sums_bias && n0 + t < N) {
         const long long index = static_cast<long long>(M - 1) * N + n0 + t;
         if (g.split_out != nullptr) {
@@ -396,8 +506,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             finish_element<KIND>(g, M - 1, n0 + t, index, bias_sum);
         }
     }
-    // Epilogue, a run of V adjacent columns at a time: as vectors where the run lies inside
-    // the matrix and vec_c allows, else element by element (the same formulas either way).
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int m = m0 + row_of(i);
@@ -406,49 +514,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
         for (int jr = 0; jr < TN; jr += V) {
             const int n = n0 + col_of(jr);
             if (n >= N) continue;
-            const long long index = static_cast<long long>(m) * N + n;
-            const bool whole = g.vec_c && n + V <= N;
             Vec16<T> sum;
 #pragma unroll
             for (int j = 0; j < V; ++j) sum.v[j] = acc[i][jr + j];
-            if (g.split_out != nullptr) {
-                T* out = g.split_out + static_cast<long long>(blockIdx.z) * M * N + index;
-                if (whole) {
-                    store_vec(out, sum);
-                } else {
-#pragma unroll
-                    for (int j = 0; j < V; ++j)
-                        if (n + j < N) out[j] = sum.v[j];
-                }
-                continue;
-            }
-            if constexpr (KIND == kForward) {
-                if (whole) {
-                    const Vec16<T> bias = load_vec(g.bias + n);
-                    Vec16<T> z, h;
-#pragma unroll
-                    for (int j = 0; j < V; ++j) z.v[j] = sum.v[j] + bias.v[j];
-                    store_vec(g.z_out + index, z);
-                    if (g.h_out != nullptr) {
-#pragma unroll
-                        for (int j = 0; j < V; ++j) h.v[j] = dev_activate(g.act, z.v[j]);
-                        store_vec(g.h_out + index, h);
-                    }
-                    continue;
-                }
-            } else if constexpr (KIND == kInputGrad) {
-                if (whole) {
-                    const Vec16<T> z = load_vec(g.z_in + index), h = load_vec(g.h_in + index);
-                    Vec16<T> c;
-#pragma unroll
-                    for (int j = 0; j < V; ++j) c.v[j] = sum.v[j] * dev_activation_derivative(g.act, z.v[j], h.v[j]);
-                    store_vec(g.c_out + index, c);
-                    continue;
-                }
-            }
-#pragma unroll
-            for (int j = 0; j < V; ++j)
-                if (n + j < N) finish_element<KIND>(g, m, n + j, index + j, sum.v[j]);
+            finish_run(m, n, sum);
         }
     }
 }

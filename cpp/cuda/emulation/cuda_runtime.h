@@ -1,6 +1,7 @@
 // A CPU stand-in for the CUDA runtime, for developers without a GPU: the kernels of cpp/cuda
-// run as ordinary C++, each block's threads as std::threads (one block at a time) with
-// barriers for __syncthreads / __syncwarp and an exchange buffer for warp shuffles; device
+// run as ordinary C++, each block's threads as std::threads (one block at a time, or the
+// blocks of one thread-block cluster at a time) with barriers for __syncthreads / __syncwarp /
+// cluster_sync and an exchange buffer for warp shuffles; device
 // memory is host memory (filled with 0xFF bytes, NaN as floats, to expose reads of unset
 // values); CUDA graphs record and replay their launches. Only what cpp/cuda uses is here.
 // build_emulated.sh compiles the CUDA backend against it. It checks indexing, tiling,
@@ -29,49 +30,89 @@ struct alignas(16) double2 { double x, y; };
 struct Dim3 { unsigned x = 0, y = 0, z = 0; Dim3() = default; Dim3(unsigned a, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
 inline thread_local Dim3 threadIdx, blockIdx;
 inline Dim3 blockDim, gridDim;
+#include <mutex>
 using std::min; using std::max; using std::isfinite; using std::fmax; using std::fabs;
 using std::exp; using std::log; using std::log1p; using std::tanh; using std::erfc;
 inline float expf(float x){return std::exp(x);} inline float logf(float x){return std::log(x);}
 inline float log1pf(float x){return std::log1p(x);} inline float tanhf(float x){return std::tanh(x);}
 inline float erfcf(float x){return std::erfc(x);}
-inline std::barrier<>* g_block_barrier;
-inline std::vector<std::unique_ptr<std::barrier<>>> g_warp_barriers;
-inline double g_exchange[1024];
-inline void __syncthreads() { g_block_barrier->arrive_and_wait(); }
-inline void __syncwarp() { g_warp_barriers[threadIdx.x / 32]->arrive_and_wait(); }
-inline std::atomic<int> g_sync_false_count{0};
+// What the threads of one block share. Kernels' own __shared__ variables are static (one copy
+// for every block), so only kernels whose shared memory is FUSEDMLP_CLUSTER_SHARED may run
+// their blocks at once, in clusters.
+struct EmuBlock {
+    std::barrier<> barrier;
+    std::vector<std::unique_ptr<std::barrier<>>> warps;
+    double exchange[1024];
+    std::atomic<int> sync_false_count{0};
+    alignas(64) unsigned char shared[48 * 1024];  // FUSEDMLP_CLUSTER_SHARED
+    explicit EmuBlock(unsigned threads) : barrier(threads) {
+        for (unsigned w = 0; w < (threads + 31) / 32; ++w) warps.push_back(std::make_unique<std::barrier<>>(32));
+    }
+};
+struct EmuCluster {
+    std::barrier<> barrier;
+    std::vector<std::unique_ptr<EmuBlock>> blocks;
+};
+inline thread_local EmuBlock* g_block;
+inline thread_local EmuCluster* g_cluster;
+inline thread_local unsigned g_cluster_rank;
+inline void __syncthreads() { g_block->barrier.arrive_and_wait(); }
+inline void __syncwarp() { g_block->warps[threadIdx.x / 32]->arrive_and_wait(); }
 inline int __syncthreads_and(int predicate) {
     __syncthreads();  // every thread has read the previous call's result
-    if (threadIdx.x == 0) g_sync_false_count = 0;
+    if (threadIdx.x == 0) g_block->sync_false_count = 0;
     __syncthreads();
-    if (!predicate) ++g_sync_false_count;
+    if (!predicate) ++g_block->sync_false_count;
     __syncthreads();
-    return g_sync_false_count.load() == 0;
+    return g_block->sync_false_count.load() == 0;
 }
 template <class V> V __shfl_xor_sync(unsigned, V v, int offset) {
     int t = threadIdx.x; int warp = t / 32, lane = t % 32;
     __syncwarp();
-    g_exchange[t] = static_cast<double>(v);
+    g_block->exchange[t] = static_cast<double>(v);
     __syncwarp();
-    V out = static_cast<V>(g_exchange[warp * 32 + (lane ^ offset)]);
+    V out = static_cast<V>(g_block->exchange[warp * 32 + (lane ^ offset)]);
     __syncwarp();
     return out;
 }
+// Thread-block clusters (cluster.cuh's device versions), along z: the cluster is the z blocks
+// of one (x, y).
+#define FUSEDMLP_CUDA_CLUSTERS 1
+#define FUSEDMLP_CLUSTER_SHARED(T, name, n)                                   \
+    static_assert(sizeof(T) * (n) <= sizeof(EmuBlock::shared), "emulated shared memory"); \
+    T* name = reinterpret_cast<T*>(g_block->shared)
+namespace fusedmlp::cuda {
+inline void cluster_sync() { g_cluster->barrier.arrive_and_wait(); }
+inline unsigned cluster_rank() { return g_cluster_rank; }
+template <class T> const T* cluster_peer(const T* p, unsigned rank) {
+    const auto offset = reinterpret_cast<const unsigned char*>(p) - g_block->shared;
+    if (offset < 0 || offset >= static_cast<long>(sizeof(EmuBlock::shared)) || rank >= g_cluster->blocks.size()) std::abort();
+    return reinterpret_cast<const T*>(g_cluster->blocks[rank]->shared + offset);
+}
+}  // namespace fusedmlp::cuda
 inline unsigned __umulhi(unsigned a, unsigned b) { return static_cast<unsigned>((static_cast<unsigned long long>(a) * b) >> 32); }
-#include <mutex>
 inline int atomicMin(int* p, int v) { static std::mutex m; std::lock_guard l(m); int old = *p; *p = std::min(old, v); return old; }
-template <class F> void emu_launch(Dim3 grid, unsigned threads, F body) {
+// cluster_z > 1: clusters of cluster_z blocks along z (which it divides), run at once.
+template <class F> void emu_launch(Dim3 grid, unsigned threads, F body, unsigned cluster_z = 1) {
     blockDim = {threads, 1, 1}; gridDim = grid;
-    for (unsigned bz = 0; bz < std::max(grid.z, 1u); ++bz)
+    const unsigned gz = std::max(grid.z, 1u);
+    if (gz % cluster_z != 0) std::abort();
+    for (unsigned bz0 = 0; bz0 < gz; bz0 += cluster_z)
     for (unsigned by = 0; by < std::max(grid.y, 1u); ++by)
         for (unsigned bx = 0; bx < grid.x; ++bx) {
-            std::barrier<> block(threads);
-            g_block_barrier = &block;
-            g_warp_barriers.clear();
-            for (unsigned w = 0; w < (threads + 31) / 32; ++w) g_warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
+            EmuCluster cluster{std::barrier<>(static_cast<std::ptrdiff_t>(threads * cluster_z)), {}};
+            for (unsigned r = 0; r < cluster_z; ++r) cluster.blocks.push_back(std::make_unique<EmuBlock>(threads));
             std::vector<std::thread> ts;
-            for (unsigned t = 0; t < threads; ++t)
-                ts.emplace_back([&, t, bx, by, bz] { threadIdx = {t, 0, 0}; blockIdx = {bx, by, bz}; body(); });
+            for (unsigned r = 0; r < cluster_z; ++r)
+                for (unsigned t = 0; t < threads; ++t)
+                    ts.emplace_back([&, r, t, bx, by, bz0] {
+                        threadIdx = {t, 0, 0};
+                        blockIdx = {bx, by, bz0 + r};
+                        g_block = cluster.blocks[r].get();
+                        g_cluster = &cluster;
+                        g_cluster_rank = r;
+                        body();
+                    });
             for (auto& th : ts) th.join();
         }
 }
@@ -90,7 +131,7 @@ struct cudaFuncAttributes { size_t sharedSizeBytes; };
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
 enum { cudaStreamNonBlocking = 1 };
 enum cudaStreamCaptureMode { cudaStreamCaptureModeThreadLocal };
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount, cudaDevAttrMaxSharedMemoryPerBlockOptin };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount, cudaDevAttrMaxSharedMemoryPerBlockOptin, cudaDevAttrComputeCapabilityMajor };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
 using dim3 = Dim3;
 inline std::vector<std::function<void()>>* g_capture = nullptr;
@@ -98,7 +139,10 @@ alignas(64) inline unsigned char g_dyn_smem[1 << 18];
 inline cudaError_t cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) { std::strcpy(p->name, "CPU emulator"); p->major = 9; p->minor = 0; return cudaSuccess; }
 inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
-inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) { *v = a == cudaDevAttrMultiProcessorCount ? 4 : 232448; return cudaSuccess; }
+inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
+    *v = a == cudaDevAttrMultiProcessorCount ? 4 : a == cudaDevAttrComputeCapabilityMajor ? 9 : 232448;
+    return cudaSuccess;
+}
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, int) { *s = (void*)1; return cudaSuccess; }
 inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaMalloc(void* p, size_t bytes) { void* m = std::malloc(bytes); std::memset(m, 0xFF, bytes); *static_cast<void**>(p) = m; return cudaSuccess; }
@@ -132,4 +176,30 @@ template <class G, class B, class F> void emu_kernel(G grid, B block, size_t, cu
     unsigned threads = static_cast<unsigned>(block);
     auto run = [g, threads, body] { emu_launch(g, threads, body); };
     if (g_capture) g_capture->push_back(run); else run();
+}
+// Launches with a cluster dimension (along z only, as cpp/cuda uses it).
+enum cudaLaunchAttributeID { cudaLaunchAttributeClusterDimension = 4 };
+struct cudaLaunchAttributeValue { struct { unsigned x, y, z; } clusterDim; };
+struct cudaLaunchAttribute { cudaLaunchAttributeID id; cudaLaunchAttributeValue val; };
+struct cudaLaunchConfig_t {
+    dim3 gridDim, blockDim;
+    size_t dynamicSmemBytes;
+    cudaStream_t stream;
+    cudaLaunchAttribute* attrs;
+    unsigned numAttrs;
+};
+template <class... P, class... A> cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* c, void (*kernel)(P...), A&&... args) {
+    unsigned cluster_z = 1;
+    for (unsigned i = 0; i < c->numAttrs; ++i) {
+        const auto& d = c->attrs[i].val.clusterDim;
+        if (c->attrs[i].id != cudaLaunchAttributeClusterDimension || d.x != 1 || d.y != 1) std::abort();
+        cluster_z = d.z;
+    }
+    const Dim3 g = c->gridDim;
+    const unsigned threads = c->blockDim.x;
+    auto run = [g, threads, cluster_z, kernel, a = std::make_tuple(std::decay_t<A>(args)...)] {
+        emu_launch(g, threads, [&] { std::apply(kernel, a); }, cluster_z);
+    };
+    if (g_capture) g_capture->push_back(run); else run();
+    return cudaSuccess;
 }
