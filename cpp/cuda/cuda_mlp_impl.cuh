@@ -105,6 +105,7 @@ constexpr std::size_t kMaxGraphNodes = 40000;
 // Largest partial-gradient buffer of the fused path (elements); beyond it the tiled path runs.
 constexpr std::size_t kMaxFusedPartial = std::size_t(1) << 26;
 constexpr int kLossWarpsPerBlock = 8;
+static_assert(32 * kLossWarpsPerBlock == kReduceThreads, "loss_rows_kernel's blocks also reduce");
 
 bool graphs_enabled() {
     const char* value = std::getenv("FUSEDMLP_CUDA_GRAPHS");
@@ -436,6 +437,7 @@ struct CudaMlp<T>::Impl {
     DeviceArray<T> dz[2];
     DeviceArray<T> split_ws;  // the K ranges of a split GEMM
     DeviceArray<double> row_loss;
+    DeviceArray<unsigned> loss_blocks_done;  // loss_rows_kernel's count of finished blocks
     DeviceArray<T> partial;
     DeviceArray<double> partial_loss;
     // Inputs of loss_and_grad and forward, copied per call.
@@ -594,6 +596,8 @@ struct CudaMlp<T>::Impl {
         }
         if (split_need > 0) split_ws.grow(static_cast<std::size_t>(split_need));
         row_loss.grow(rows);
+        if (loss_blocks_done.grow(1))
+            check(cudaMemsetAsync(loss_blocks_done.get(), 0, sizeof(unsigned), stream), "cudaMemsetAsync");
         ws_rows = rows;
         ++generation;
     }
@@ -635,10 +639,9 @@ struct CudaMlp<T>::Impl {
         la.values = values;
         la.row_loss = row_loss.get();
         la.control = c;
+        la.blocks_done = loss_blocks_done.get();
         const int loss_blocks = (rows + kLossWarpsPerBlock - 1) / kLossWarpsPerBlock;
-        loss_rows_kernel<T><<<loss_blocks, 32 * kLossWarpsPerBlock, 0, stream>>>(la);
-        loss_sum_kernel<<<1, kReduceThreads, 0, stream>>>(row_loss.get(), rows,
-                                                         loss_divisor(la.loss, rows, k), c);
+        loss_rows_kernel<T><<<loss_blocks, kReduceThreads, 0, stream>>>(la);
         int cur = 0;
         for (int l = layers - 1; l >= 0; --l) {
             if (l > 0) {

@@ -74,34 +74,6 @@ __host__ __device__ inline double loss_divisor(int loss, int n, int k) {
     return loss == kCrossEntropy ? static_cast<double>(n) : static_cast<double>(n) * k;
 }
 
-template <class T>
-struct LossArgs {
-    int loss = kCrossEntropy;
-    int n = 0, k = 0;
-    const T* z = nullptr;
-    T* dz = nullptr;
-    const int* rows = nullptr;  // batch row -> training sample (null: identity)
-    const int* labels = nullptr;
-    const T* values = nullptr;
-    double* row_loss = nullptr;
-    StepControl control;
-};
-
-template <class T>
-__global__ void loss_rows_kernel(const LossArgs<T> a) {
-    if (step_skipped(a.control)) return;
-    const int lane = threadIdx.x % 32;
-    const int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (r >= a.n) return;
-    const long long sample = a.rows != nullptr ? a.rows[r] : r;
-    const T scale = T((a.loss == kMse ? 2.0 : 1.0) / loss_divisor(a.loss, a.n, a.k));
-    const long long offset = static_cast<long long>(r) * a.k;
-    const int label = a.loss == kCrossEntropy ? a.labels[sample] : 0;
-    const T* y = a.loss == kCrossEntropy ? nullptr : a.values + sample * a.k;
-    const double value = row_loss_and_grad(a.loss, a.k, a.z + offset, a.dz + offset, label, y, scale, lane);
-    if (lane == 0) a.row_loss[r] = value;
-}
-
 // Sums count partial losses in a fixed order on one block of kReduceThreads threads, writes
 // total / divisor to control.step_loss[control.step] and flags the step if it is not finite.
 constexpr int kReduceThreads = 256;
@@ -123,11 +95,48 @@ __device__ inline void reduce_step_loss(const double* partial, int count, double
     }
 }
 
-// static: not a template, so each translation unit that includes this header has its own copy.
-static __global__ void __launch_bounds__(kReduceThreads) loss_sum_kernel(const double* row_loss, int n,
-                                                                         double divisor, const StepControl control) {
-    if (step_skipped(control)) return;
-    reduce_step_loss(row_loss, n, divisor, control);
+template <class T>
+struct LossArgs {
+    int loss = kCrossEntropy;
+    int n = 0, k = 0;
+    const T* z = nullptr;
+    T* dz = nullptr;
+    const int* rows = nullptr;  // batch row -> training sample (null: identity)
+    const int* labels = nullptr;
+    const T* values = nullptr;
+    double* row_loss = nullptr;
+    unsigned* blocks_done = nullptr;  // 0 before each launch; the launch leaves it 0
+    StepControl control;
+};
+
+// A warp per row: each row's loss and the gradient of its logits. The last block to finish then
+// sums the rows' losses into the step's loss (reduce_step_loss: the same order whichever block
+// that is), which saves the step a kernel. Blocks of kReduceThreads threads.
+template <class T>
+__global__ void __launch_bounds__(kReduceThreads) loss_rows_kernel(const LossArgs<T> a) {
+    if (step_skipped(a.control)) return;
+    const int lane = threadIdx.x % 32;
+    const int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (r < a.n) {
+        const long long sample = a.rows != nullptr ? a.rows[r] : r;
+        const T scale = T((a.loss == kMse ? 2.0 : 1.0) / loss_divisor(a.loss, a.n, a.k));
+        const long long offset = static_cast<long long>(r) * a.k;
+        const int label = a.loss == kCrossEntropy ? a.labels[sample] : 0;
+        const T* y = a.loss == kCrossEntropy ? nullptr : a.values + sample * a.k;
+        const double value = row_loss_and_grad(a.loss, a.k, a.z + offset, a.dz + offset, label, y, scale, lane);
+        if (lane == 0) a.row_loss[r] = value;
+    }
+    __shared__ bool last;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();  // the block's row losses, before it counts itself done
+        last = atomicAdd(a.blocks_done, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    reduce_step_loss(a.row_loss, a.n, loss_divisor(a.loss, a.n, a.k), a.control);
+    if (threadIdx.x == 0) *a.blocks_done = 0;
 }
 
 // forward(): sigmoid (bce) or softmax (cross_entropy) of n rows of k logits, in place.

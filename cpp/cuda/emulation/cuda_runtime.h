@@ -92,6 +92,8 @@ template <class T> const T* cluster_peer(const T* p, unsigned rank) {
 }  // namespace fusedmlp::cuda
 inline unsigned __umulhi(unsigned a, unsigned b) { return static_cast<unsigned>((static_cast<unsigned long long>(a) * b) >> 32); }
 inline int atomicMin(int* p, int v) { static std::mutex m; std::lock_guard l(m); int old = *p; *p = std::min(old, v); return old; }
+inline unsigned atomicAdd(unsigned* p, unsigned v) { static std::mutex m; std::lock_guard l(m); unsigned old = *p; *p = old + v; return old; }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 // cluster_z > 1: clusters of cluster_z blocks along z (which it divides), run at once.
 template <class F> void emu_launch(Dim3 grid, unsigned threads, F body, unsigned cluster_z = 1) {
     blockDim = {threads, 1, 1}; gridDim = grid;
