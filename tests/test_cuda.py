@@ -545,12 +545,13 @@ def test_gemm_blocks_inside_and_at_the_edges_match_reference(tile, split, dtype,
 
 
 @needs_gpu
-@pytest.mark.parametrize("split", ["2", "3", "8"])
+@pytest.mark.parametrize("split", ["2", "3", "8", "16"])
 @pytest.mark.parametrize("sizes", GEMM_SIZES + [[144, 256, 160, 12]])
 def test_split_summed_across_a_cluster_matches_the_finish_kernel_bit_for_bit(sizes, split, monkeypatch):
     """FUSEDMLP_CUDA_SPLIT_SUM=cluster: the K ranges of each 64w tile are added by the blocks of
     one thread-block cluster through shared memory, in the order splitk_finish_kernel adds
-    them, so every loss and parameter is the same bit for bit. The widths give ragged and
+    them, so every loss and parameter is the same bit for bit (16: clusters of 9 to 16 blocks,
+    beyond the portable 8, where the device allows them). The widths give ragged and
     whole tiles, the weight gradient's bias row inside a tile of features and in a row of
     tiles of its own (256), and a last batch of 100 rows."""
     monkeypatch.setenv("FUSEDMLP_CUDA_TILE", "64w")

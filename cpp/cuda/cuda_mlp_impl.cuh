@@ -191,14 +191,50 @@ struct GemmOverride {
     int tile = -1;   // a GemmTileId, -1: chosen per product
     int splits = 0;  // 0: chosen per product
     double saturating_warps = 0;  // 0: kSaturatingWarps
-    bool cluster_sum = false;
+    int cluster_splits = 0;  // the most ranges added across a cluster; 0: none (splitk_finish_kernel)
 };
 
-// Thread-block clusters: compute capability 9.0 and later.
-bool clusters_available() {
+// The portable cluster size, and the largest one an H100 allows (on request, per kernel).
+constexpr int kPortableClusterBlocks = 8;
+constexpr int kLargestClusterBlocks = 16;
+
+// Clusters of kLargestClusterBlocks blocks of the cluster-summing tile: allowed for each kind's
+// kernel, and whether one fits the device at all (0 active clusters: it cannot be launched).
+template <int KIND>
+bool largest_clusters_fit() {
+    const auto kernel = gemm_kernel<TileF64Warps, KIND>;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    cudaLaunchAttribute cluster{};
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = 1;
+    cluster.val.clusterDim.y = 1;
+    cluster.val.clusterDim.z = kLargestClusterBlocks;
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(1, 1, kLargestClusterBlocks);
+    config.blockDim = dim3(TileF64Warps::kThreads);
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+    int active = 0;
+    if (cudaOccupancyMaxActiveClusters(&active, kernel, &config) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return active > 0;
+}
+
+// The most blocks per cluster the GEMMs may use on this device: 0 before compute capability 9.0
+// (no clusters).
+int cluster_splits_available() {
     int device = 0, major = 0;
-    return cudaGetDevice(&device) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 9;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess || major < 9)
+        return 0;
+    const bool largest =
+        largest_clusters_fit<kForward>() && largest_clusters_fit<kInputGrad>() && largest_clusters_fit<kWeightGrad>();
+    return largest ? kLargestClusterBlocks : kPortableClusterBlocks;
 }
 
 GemmOverride gemm_override() {
@@ -211,7 +247,7 @@ GemmOverride gemm_override() {
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
     if (const char* sum = std::getenv("FUSEDMLP_CUDA_SPLIT_SUM"))
-        o.cluster_sum = std::strcmp(sum, "cluster") == 0 && clusters_available();
+        if (std::strcmp(sum, "cluster") == 0) o.cluster_splits = cluster_splits_available();
     return o;
 }
 
@@ -226,11 +262,6 @@ constexpr double kSaturatingWarps = 16;
 constexpr double kStepLatency = 700;         // an L2 round trip, the shared-memory stores, the barrier
 constexpr double kSplitLaunchCycles = 4000;  // about 2 us: one more kernel node and its ramp-up
 constexpr double kSplitBytesPerCycle = 3000;  // device-wide L2 bandwidth, about 5.5 TB/s
-// Summed across a cluster instead: two cluster barriers and each block reading a tile's worth of
-// its peers' shared memory (a guess, not measured). Clusters of at most kMaxClusterSplits
-// blocks (the portable limit).
-constexpr double kClusterSumCycles = 1500;
-constexpr long long kMaxClusterSplits = 8;
 // K ranges: multiples of kSplitAlign (whole vectors and BK tiles), at least kMinSplitK long
 // (unless forced), at most kMaxSplits of them.
 constexpr long long kSplitAlign = 16;
@@ -251,7 +282,7 @@ struct GemmPlan {
 
 // M x N outputs, of which the tiles cover tiled_rows x N (gemm_tiled_rows).
 double plan_cycles(const TileModel& tile, long long M, long long tiled_rows, long long N, long long chunk,
-                   long long splits, bool cluster_sum, int sms, double fma_per_cycle, std::size_t element_bytes,
+                   long long splits, int sms, double fma_per_cycle, std::size_t element_bytes,
                    double saturating_warps) {
     const long long blocks = ceil_div(tiled_rows, tile.bm) * ceil_div(N, tile.bn) * splits;
     const long long per_sm = ceil_div(blocks, sms);
@@ -261,11 +292,8 @@ double plan_cycles(const TileModel& tile, long long M, long long tiled_rows, lon
     const double latency =
         static_cast<double>(ceil_div(per_sm, tile.resident) * ceil_div(chunk, tile.bk)) * kStepLatency;
     double cycles = std::max(throughput, latency);
-    if (cluster_sum) {
-        cycles += kClusterSumCycles;
-    } else if (splits > 1) {
+    if (splits > 1)
         cycles += kSplitLaunchCycles + 2.0 * static_cast<double>(splits * M * N * element_bytes) / kSplitBytesPerCycle;
-    }
     return cycles;
 }
 
@@ -282,14 +310,12 @@ GemmPlan plan_gemm(long long M, long long N, long long K, int sms, const GemmOve
         const long long chunk = splits > 1 ? ceil_div(ceil_div(K, splits), kSplitAlign) * kSplitAlign : K;
         const long long ranges = ceil_div(K, chunk);
         if (splits > 1 && ranges < 2) return false;
-        const bool cluster_sum =
-            ranges > 1 && forced.cluster_sum && kTileModels[tile].cluster_sum && ranges <= kMaxClusterSplits;
         const double cycles =
-            plan_cycles(kTileModels[tile], M, gemm_tiled_rows<KIND>(static_cast<int>(M)), N, chunk, ranges,
-                        cluster_sum, sms, fma_per_cycle, sizeof(T),
+            plan_cycles(kTileModels[tile], M, gemm_tiled_rows<KIND>(static_cast<int>(M)), N, chunk, ranges, sms,
+                        fma_per_cycle, sizeof(T),
                         forced.saturating_warps > 0 ? forced.saturating_warps : kSaturatingWarps);
         if (!found || cycles < best_cycles) {
-            best = GemmPlan{tile, static_cast<int>(ranges), ranges > 1 ? static_cast<int>(chunk) : 0, cluster_sum};
+            best = GemmPlan{tile, static_cast<int>(ranges), ranges > 1 ? static_cast<int>(chunk) : 0};
             best_cycles = cycles;
             found = true;
         }
@@ -306,6 +332,8 @@ GemmPlan plan_gemm(long long M, long long N, long long K, int sms, const GemmOve
         for (long long splits = 1; splits <= max_splits; ++splits)
             if (splits == 1 || ceil_div(K, splits) >= kMinSplitK) consider(tile, splits);
     }
+    // The same plan either way: a cluster sum only replaces splitk_finish_kernel where it can.
+    best.cluster_sum = best.splits > 1 && kTileModels[best.tile].cluster_sum && best.splits <= forced.cluster_splits;
     return best;
 }
 

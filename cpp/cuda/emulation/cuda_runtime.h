@@ -134,7 +134,7 @@ enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpy
 enum { cudaStreamNonBlocking = 1 };
 enum cudaStreamCaptureMode { cudaStreamCaptureModeThreadLocal };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount, cudaDevAttrMaxSharedMemoryPerBlockOptin, cudaDevAttrComputeCapabilityMajor };
-enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize, cudaFuncAttributeNonPortableClusterSizeAllowed };
 using dim3 = Dim3;
 inline std::vector<std::function<void()>>* g_capture = nullptr;
 alignas(64) inline unsigned char g_dyn_smem[1 << 18];
@@ -163,7 +163,10 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 inline const char* cudaGetErrorString(cudaError_t) { return "emulated error"; }
 inline const char* cudaGetErrorName(cudaError_t) { return "cudaErrorEmulated"; }
-template <class F> cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int v) { if (v > (1 << 18)) std::abort(); return cudaSuccess; }
+template <class F> cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute a, int v) {
+    if (a == cudaFuncAttributeMaxDynamicSharedMemorySize && v > (1 << 18)) std::abort();
+    return cudaSuccess;
+}
 template <class F> cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, F) { a->sharedSizeBytes = 256; return cudaSuccess; }
 inline cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) { g_capture = new std::vector<std::function<void()>>(); return cudaSuccess; }
 inline cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t* g) { *g = new EmuGraph{std::move(*g_capture)}; delete g_capture; g_capture = nullptr; return cudaSuccess; }
@@ -205,3 +208,4 @@ template <class... P, class... A> cudaError_t cudaLaunchKernelEx(const cudaLaunc
     if (g_capture) g_capture->push_back(run); else run();
     return cudaSuccess;
 }
+template <class F> cudaError_t cudaOccupancyMaxActiveClusters(int* n, F, const cudaLaunchConfig_t*) { *n = 1; return cudaSuccess; }
