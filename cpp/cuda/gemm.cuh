@@ -11,8 +11,10 @@
 // Every output element is summed by one thread in a fixed order: results are bit-identical
 // from run to run. A product with too few output tiles to fill the device is split along K:
 // block z sums its own range of K into a workspace, and splitk_finish_kernel adds the ranges in
-// order and applies the epilogue (deterministic, no atomics). The launcher (cuda_mlp_impl.cuh) picks
-// the tile shape and the split per product.
+// order and applies the epilogue (deterministic, no atomics); or (cluster_sum) the z blocks of
+// each tile run as one thread-block cluster and add the ranges in the same order through each
+// other's shared memory. The launcher (cuda_mlp_impl.cuh) picks the tile shape and the split
+// per product.
 //
 // Data movement: global memory is read in 16-byte vectors (float4 / double2) wherever the
 // operand's leading dimension and base allow, element by element otherwise (any shape works);
@@ -65,8 +67,8 @@ struct GemmArgs {
     // split_out[z M N + m N + n] instead of applying the epilogue. k_chunk 0: no split.
     int k_chunk = 0;
     T* split_out = nullptr;
-    // Split along K with the z blocks of each tile launched as one cluster (gemm_cluster_sum),
-    // which add their ranges through shared memory instead of split_out.
+    // Split along K with the z blocks of each tile launched as one cluster (launch_tile in
+    // cuda_mlp_impl.cuh), which add their ranges through shared memory instead of split_out.
     bool cluster_sum = false;
     // Whether 16-byte vectors may be used: for A and B, along their contiguous dimension; for
     // C, for the epilogue's rows (split_out when split, else the kind's outputs and inputs).
@@ -137,18 +139,18 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     // fall in distinct banks. A tile whose cluster sum reuses them for the block's partial sums
     // after the main loop has them in one array; the others in two (the 128 x 128 weight
     // gradient spills registers into its main loop with one).
-    T *staging, *b_staging;
+    T *a_staging, *b_staging;
     if constexpr (Tile::kClusterSum) {
         FUSEDMLP_CLUSTER_SHARED(T, tiles, Tile::kAStaging + Tile::kBStaging);
-        staging = tiles;
+        a_staging = tiles;
         b_staging = tiles + Tile::kAStaging;
     } else {
         __shared__ __align__(16) T a_tiles[Tile::kAStaging];
         __shared__ __align__(16) T b_tiles[Tile::kBStaging];
-        staging = a_tiles;
+        a_staging = a_tiles;
         b_staging = b_tiles;
     }
-    auto& As = *reinterpret_cast<T(*)[2][BK][BM + V]>(staging);
+    auto& As = *reinterpret_cast<T(*)[2][BK][BM + V]>(a_staging);
     auto& Bs = *reinterpret_cast<T(*)[2][BK][BN + V]>(b_staging);
     const int t = threadIdx.x;
     // The thread's column and row in the block's grid of thread tiles. A warp covers 8 x 4 of
@@ -464,7 +466,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
             // row of tiles) the bias row. Block r of the cluster then adds up every block's sums
             // of its share of the runs, in rank order as splitk_finish_kernel does, and applies
             // the epilogue to them.
-            T* partial = staging;
+            T* partial = a_staging;  // the tile's rows, then the bias row: [BM + 1][BN]
             __syncthreads();  // every thread has read its last fragments
 #pragma unroll
             for (int i = 0; i < TM; ++i)
