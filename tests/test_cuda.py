@@ -572,6 +572,27 @@ def test_split_summed_across_a_cluster_matches_the_finish_kernel_bit_for_bit(siz
 
 
 @needs_gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sizes", [GEMM_SIZES[0], [20, 16, 7, 1], [33, 45, 16]])
+def test_skinny_input_grad_matches_the_tiled_gemm_and_the_reference(sizes, dtype, monkeypatch):
+    """FUSEDMLP_CUDA_SKINNY=1: input gradients of at most 16 terms per sum (12, 16, 7 and 1 here,
+    on hidden layers too) by a thread per 4 outputs, whose runs wrap across rows of 67, 45, 20
+    and 16: the same parameters as through the tiled GEMM, bit for bit."""
+    X, y = make_data(sizes, "mse", 150, dtype)
+    orders, lrs = epoch_plan(150, 64, False, 2, 0.05)
+    monkeypatch.setenv("FUSEDMLP_CUDA_SKINNY", "0")
+    net, weights, biases = make_net(sizes, "gelu", "mse", dtype, "tiled")
+    for order, rates in zip(orders, lrs):
+        net.train_epoch(X, y, order, 64, False, rates, 0.9, False, 0.0)
+    want = sum(net.get_parameters(), [])
+    monkeypatch.setenv("FUSEDMLP_CUDA_SKINNY", "1")
+    net, weights, biases = make_net(sizes, "gelu", "mse", dtype, "tiled")
+    assert_epochs_match_reference(net, weights, biases, "gelu", "mse", X, y, orders, lrs, 64, dtype, 0.9)
+    for got, expected in zip(sum(net.get_parameters(), []), want):
+        np.testing.assert_array_equal(got, expected)
+
+
+@needs_gpu
 @pytest.mark.parametrize("sizes", GEMM_SIZES)
 def test_float64_gemm_split_along_k_matches_reference(sizes, monkeypatch):
     monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", "3")

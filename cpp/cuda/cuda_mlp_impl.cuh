@@ -24,6 +24,7 @@
 #include "gemm.cuh"
 #include "loss.cuh"
 #include "sgd.cuh"
+#include "skinny.cuh"
 
 namespace fusedmlp::cuda {
 
@@ -186,12 +187,15 @@ int step_threads_setting() {
 // K; FUSEDMLP_CUDA_PLAN_WARPS=w plans as if an SM needed w resident warps to run at full rate
 // (the cost model's kSaturatingWarps, below); FUSEDMLP_CUDA_SPLIT_SUM=cluster adds the ranges
 // of a split across a thread-block cluster where the tile and the device allow
-// (gemm_kernel's cluster_sum), instead of in splitk_finish_kernel.
+// (gemm_kernel's cluster_sum), instead of in splitk_finish_kernel; FUSEDMLP_CUDA_SKINNY=1 takes
+// input gradients of at most kSkinnyMaxK terms per sum (the output layer's) through
+// skinny_input_grad_kernel instead of the tiled GEMM.
 struct GemmOverride {
     int tile = -1;   // a GemmTileId, -1: chosen per product
     int splits = 0;  // 0: chosen per product
     double saturating_warps = 0;  // 0: kSaturatingWarps
     int cluster_splits = 0;  // the most ranges added across a cluster; 0: none (splitk_finish_kernel)
+    bool skinny = false;
 };
 
 // The portable cluster size, and the largest one an H100 allows (on request, per kernel).
@@ -248,6 +252,7 @@ GemmOverride gemm_override() {
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
     if (const char* sum = std::getenv("FUSEDMLP_CUDA_SPLIT_SUM"))
         if (std::strcmp(sum, "cluster") == 0) o.cluster_splits = cluster_splits_available();
+    if (const char* skinny = std::getenv("FUSEDMLP_CUDA_SKINNY")) o.skinny = std::strcmp(skinny, "1") == 0;
     return o;
 }
 
@@ -376,6 +381,14 @@ void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStrea
 template <int KIND, class T>
 void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaStream_t stream, int sms,
                  const GemmOverride& forced) {
+    if constexpr (KIND == kInputGrad) {
+        if (forced.skinny && g.K <= kSkinnyMaxK) {
+            const long long per_block = static_cast<long long>(kSkinnyThreads) * kSkinnyRun;
+            const int blocks = static_cast<int>((static_cast<long long>(g.M) * g.N + per_block - 1) / per_block);
+            skinny_input_grad_kernel<T><<<blocks, kSkinnyThreads, 0, stream>>>(g);
+            return;
+        }
+    }
     const GemmPlan plan = plan_gemm<KIND, T>(g.M, g.N, g.K, sms, forced);
     const long long count = static_cast<long long>(g.M) * g.N;
     const bool via_workspace = plan.splits > 1 && !plan.cluster_sum;
