@@ -62,10 +62,10 @@ main() {
     fi
 
     # The CUDA tests again under each hook that changes how kernels run, not what they compute
-    # (GPU_CHECK_TEST_HOOKS, space-separated VARIABLE=value; none by default): results must not
-    # change.
+    # (GPU_CHECK_TEST_HOOKS, space-separated VARIABLE=value, several joined by "+"; by default the
+    # cluster sums and the skinny input gradients together): results must not change.
     local variant
-    for variant in ${GPU_CHECK_TEST_HOOKS:-}; do
+    for variant in ${GPU_CHECK_TEST_HOOKS-FUSEDMLP_CUDA_SPLIT_SUM=cluster+FUSEDMLP_CUDA_SKINNY=1}; do
       step "tests/test_cuda.py with $variant"
       env ${variant//+/ } timeout 150 "$PY" -m pytest -q -p no:cacheprovider --tb=short -rfE --maxfail=25 tests/test_cuda.py \
         || status=1
@@ -91,7 +91,9 @@ main() {
   # several variables at once joined by "+" (VARIABLE=value+OTHER=value@config).
   if wants hooks; then
     step "tuning hooks, fusedmlp only"
-    local hooks="${GPU_CHECK_HOOKS:-FUSEDMLP_CUDA_PLAN_WARPS=8@mnist,wide,huge FUSEDMLP_CUDA_PLAN_WARPS=24@mnist,wide
+    local hooks="${GPU_CHECK_HOOKS:-FUSEDMLP_CUDA_SPLIT_SUM=cluster@mnist,wide FUSEDMLP_CUDA_SKINNY=1@mnist,wide
+      FUSEDMLP_CUDA_SPLIT_SUM=cluster+FUSEDMLP_CUDA_SKINNY=1@mnist,wide
+      FUSEDMLP_CUDA_PLAN_WARPS=8@mnist,wide,huge FUSEDMLP_CUDA_PLAN_WARPS=24@mnist,wide
       FUSEDMLP_CUDA_TILE=64w@mnist,wide,huge
       FUSEDMLP_CUDA_SPLIT=1@mnist,wide FUSEDMLP_CUDA_EPOCH_THREADS=256@tiny
       FUSEDMLP_CUDA_FUSED_ROWS=16@small,narrow FUSEDMLP_CUDA_STEP_THREADS=256@small,narrow
