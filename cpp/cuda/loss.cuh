@@ -124,14 +124,14 @@ __global__ void __launch_bounds__(kReduceThreads) loss_rows_kernel(const LossArg
         const int label = a.loss == kCrossEntropy ? a.labels[sample] : 0;
         const T* y = a.loss == kCrossEntropy ? nullptr : a.values + sample * a.k;
         const double value = row_loss_and_grad(a.loss, a.k, a.z + offset, a.dz + offset, label, y, scale, lane);
-        if (lane == 0) a.row_loss[r] = value;
+        if (lane == 0) {
+            a.row_loss[r] = value;
+            __threadfence();  // visible to the whole device before the block counts itself done
+        }
     }
     __shared__ bool last;
     __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();  // the block's row losses, before it counts itself done
-        last = atomicAdd(a.blocks_done, 1u) == gridDim.x - 1;
-    }
+    if (threadIdx.x == 0) last = atomicAdd(a.blocks_done, 1u) == gridDim.x - 1;
     __syncthreads();
     if (!last) return;
     __threadfence();

@@ -30,6 +30,7 @@ struct alignas(16) double2 { double x, y; };
 struct Dim3 { unsigned x = 0, y = 0, z = 0; Dim3() = default; Dim3(unsigned a, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
 inline thread_local Dim3 threadIdx, blockIdx;
 inline Dim3 blockDim, gridDim;
+#include <cstring>
 #include <mutex>
 using std::min; using std::max; using std::isfinite; using std::fmax; using std::fabs;
 using std::exp; using std::log; using std::log1p; using std::tanh; using std::erfc;
@@ -47,6 +48,7 @@ struct EmuBlock {
     alignas(64) unsigned char shared[48 * 1024];  // FUSEDMLP_CLUSTER_SHARED
     explicit EmuBlock(unsigned threads) : barrier(threads) {
         for (unsigned w = 0; w < (threads + 31) / 32; ++w) warps.push_back(std::make_unique<std::barrier<>>(32));
+        std::memset(shared, 0xFF, sizeof shared);  // NaN as floats, as device memory
     }
 };
 struct EmuCluster {
