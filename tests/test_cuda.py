@@ -544,31 +544,37 @@ def test_gemm_blocks_inside_and_at_the_edges_match_reference(tile, split, dtype,
     assert_epochs_match_reference(net, weights, biases, "tanh", "cross_entropy", X, y, orders, lrs, 256, dtype, 0.9)
 
 
+def assert_hook_keeps_parameters(variable, off, on, sizes, activation, loss, dtype, n, batch_size, monkeypatch):
+    """Two epochs of the tiled path with variable=off, then with variable=on held to the
+    reference: the same parameters bit for bit."""
+    X, y = make_data(sizes, loss, n, dtype)
+    orders, lrs = epoch_plan(n, batch_size, False, 2, 0.05)
+    monkeypatch.setenv(variable, off)
+    net, _, _ = make_net(sizes, activation, loss, dtype, "tiled")
+    for order, rates in zip(orders, lrs):
+        net.train_epoch(X, y, order, batch_size, False, rates, 0.9, False, 0.0)
+    want = sum(net.get_parameters(), [])
+    monkeypatch.setenv(variable, on)
+    net, weights, biases = make_net(sizes, activation, loss, dtype, "tiled")
+    assert_epochs_match_reference(net, weights, biases, activation, loss, X, y, orders, lrs, batch_size, dtype, 0.9)
+    for got, expected in zip(sum(net.get_parameters(), []), want):
+        np.testing.assert_array_equal(got, expected)
+
+
 @needs_gpu
 @pytest.mark.parametrize("split", ["2", "3", "8", "16"])
 @pytest.mark.parametrize("sizes", GEMM_SIZES + [[144, 256, 160, 12]])
 def test_split_summed_across_a_cluster_matches_the_finish_kernel_bit_for_bit(sizes, split, monkeypatch):
     """FUSEDMLP_CUDA_SPLIT_SUM=cluster: the K ranges of each 64w tile are added by the blocks of
     one thread-block cluster through shared memory, in the order splitk_finish_kernel adds
-    them, so every loss and parameter is the same bit for bit (16: clusters of 9 to 16 blocks,
+    them, so every parameter is the same bit for bit (16: clusters of 9 to 16 blocks,
     beyond the portable 8, where the device allows them). The widths give ragged and
     whole tiles, the weight gradient's bias row inside a tile of features and in a row of
     tiles of its own (256), and a last batch of 100 rows."""
     monkeypatch.setenv("FUSEDMLP_CUDA_TILE", "64w")
     monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", split)
-    X, y = make_data(sizes, "cross_entropy", 356, np.float32)
-    orders, lrs = epoch_plan(356, 128, False, 2, 0.05)
-    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT_SUM", "kernel")
-    net, weights, biases = make_net(sizes, "tanh", "cross_entropy", np.float32, "tiled")
-    for order, rates in zip(orders, lrs):
-        net.train_epoch(X, y, order, 128, False, rates, 0.9, False, 0.0)
-    want = sum(net.get_parameters(), [])
-    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT_SUM", "cluster")
-    net, weights, biases = make_net(sizes, "tanh", "cross_entropy", np.float32, "tiled")
-    assert_epochs_match_reference(net, weights, biases, "tanh", "cross_entropy", X, y, orders, lrs, 128, np.float32,
-                                  0.9)
-    for got, expected in zip(sum(net.get_parameters(), []), want):
-        np.testing.assert_array_equal(got, expected)
+    assert_hook_keeps_parameters("FUSEDMLP_CUDA_SPLIT_SUM", "kernel", "cluster", sizes, "tanh", "cross_entropy",
+                                 np.float32, 356, 128, monkeypatch)
 
 
 @needs_gpu
@@ -578,18 +584,7 @@ def test_skinny_input_grad_matches_the_tiled_gemm_and_the_reference(sizes, dtype
     """FUSEDMLP_CUDA_SKINNY=1: input gradients of at most 16 terms per sum (12, 16, 7 and 1 here,
     on hidden layers too) by a thread per 4 outputs, whose runs wrap across rows of 67, 45, 20
     and 16: the same parameters as through the tiled GEMM, bit for bit."""
-    X, y = make_data(sizes, "mse", 150, dtype)
-    orders, lrs = epoch_plan(150, 64, False, 2, 0.05)
-    monkeypatch.setenv("FUSEDMLP_CUDA_SKINNY", "0")
-    net, weights, biases = make_net(sizes, "gelu", "mse", dtype, "tiled")
-    for order, rates in zip(orders, lrs):
-        net.train_epoch(X, y, order, 64, False, rates, 0.9, False, 0.0)
-    want = sum(net.get_parameters(), [])
-    monkeypatch.setenv("FUSEDMLP_CUDA_SKINNY", "1")
-    net, weights, biases = make_net(sizes, "gelu", "mse", dtype, "tiled")
-    assert_epochs_match_reference(net, weights, biases, "gelu", "mse", X, y, orders, lrs, 64, dtype, 0.9)
-    for got, expected in zip(sum(net.get_parameters(), []), want):
-        np.testing.assert_array_equal(got, expected)
+    assert_hook_keeps_parameters("FUSEDMLP_CUDA_SKINNY", "0", "1", sizes, "gelu", "mse", dtype, 150, 64, monkeypatch)
 
 
 @needs_gpu

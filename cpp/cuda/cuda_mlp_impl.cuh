@@ -105,8 +105,7 @@ bool narrow_order(const std::int64_t* order, std::size_t length, std::size_t n, 
 constexpr std::size_t kMaxGraphNodes = 40000;
 // Largest partial-gradient buffer of the fused path (elements); beyond it the tiled path runs.
 constexpr std::size_t kMaxFusedPartial = std::size_t(1) << 26;
-constexpr int kLossWarpsPerBlock = 8;
-static_assert(32 * kLossWarpsPerBlock == kReduceThreads, "loss_rows_kernel's blocks also reduce");
+constexpr int kLossWarpsPerBlock = kReduceThreads / 32;  // loss_rows_kernel's blocks also reduce
 
 bool graphs_enabled() {
     const char* value = std::getenv("FUSEDMLP_CUDA_GRAPHS");
@@ -198,6 +197,26 @@ struct GemmOverride {
     bool skinny = false;
 };
 
+// A launch of `grid` in clusters of all its blocks along z (the z blocks of one output tile).
+struct ClusterLaunch {
+    cudaLaunchAttribute cluster{};
+    cudaLaunchConfig_t config{};
+    ClusterLaunch(dim3 grid, unsigned threads, cudaStream_t stream) {
+        cluster.id = cudaLaunchAttributeClusterDimension;
+        cluster.val.clusterDim.x = 1;
+        cluster.val.clusterDim.y = 1;
+        cluster.val.clusterDim.z = grid.z;
+        config.gridDim = grid;
+        config.blockDim = dim3(threads);
+        config.dynamicSmemBytes = 0;
+        config.stream = stream;
+        config.attrs = &cluster;  // hence no copies
+        config.numAttrs = 1;
+    }
+    ClusterLaunch(const ClusterLaunch&) = delete;
+    ClusterLaunch& operator=(const ClusterLaunch&) = delete;
+};
+
 // The portable cluster size, and the largest one an H100 allows (on request, per kernel).
 constexpr int kPortableClusterBlocks = 8;
 constexpr int kLargestClusterBlocks = 16;
@@ -211,18 +230,9 @@ bool largest_clusters_fit() {
         cudaGetLastError();
         return false;
     }
-    cudaLaunchAttribute cluster{};
-    cluster.id = cudaLaunchAttributeClusterDimension;
-    cluster.val.clusterDim.x = 1;
-    cluster.val.clusterDim.y = 1;
-    cluster.val.clusterDim.z = kLargestClusterBlocks;
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(1, 1, kLargestClusterBlocks);
-    config.blockDim = dim3(TileF64Warps::kThreads);
-    config.attrs = &cluster;
-    config.numAttrs = 1;
+    const ClusterLaunch launch(dim3(1, 1, kLargestClusterBlocks), TileF64Warps::kThreads, nullptr);
     int active = 0;
-    if (cudaOccupancyMaxActiveClusters(&active, kernel, &config) != cudaSuccess) {
+    if (cudaOccupancyMaxActiveClusters(&active, kernel, &launch.config) != cudaSuccess) {
         cudaGetLastError();
         return false;
     }
@@ -360,23 +370,11 @@ void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStrea
         return;
     }
     if (!Tile::kClusterSum) throw std::logic_error("fusedmlp: a cluster sum planned for a tile without one");
-    // Each tile's `splits` blocks along z as one cluster.
-    cudaLaunchAttribute cluster{};
-    cluster.id = cudaLaunchAttributeClusterDimension;
-    cluster.val.clusterDim.x = 1;
-    cluster.val.clusterDim.y = 1;
-    cluster.val.clusterDim.z = static_cast<unsigned>(splits);
-    cudaLaunchConfig_t config{};
-    config.gridDim = grid;
-    config.blockDim = dim3(Tile::kThreads);
-    config.dynamicSmemBytes = 0;
-    config.stream = stream;
-    config.attrs = &cluster;
-    config.numAttrs = 1;
+    const ClusterLaunch launch(grid, Tile::kThreads, stream);
     // A failed launch is reported as those with <<< >>> are: by cudaGetLastError after the epoch's
     // launches (or by the end of a graph capture, which then falls back to plain launches); an
     // exception here would leave a capture open.
-    (void)cudaLaunchKernelEx(&config, gemm_kernel<Tile, KIND>, g);
+    (void)cudaLaunchKernelEx(&launch.config, gemm_kernel<Tile, KIND>, g);
 }
 
 // One product as planned: the GEMM, and the ordered sum of its K ranges when split into
