@@ -172,15 +172,18 @@ inline ProductPlan plan_product(int M, int N, int K, int threads, int scratch_el
     return p;
 }
 
-// C = A B over the whole block, as planned by plan_product(M, N, K, kThreads, scratch_elems);
-// out(m, n0, n_step, v) receives row m of C at columns n0 + q n_step (q < 4) for every row of
-// every 4 x 4 block, exactly once. scratch: room for the plan's `scratch_elems` elements, used
-// (with a barrier) when the sum over i is split. No barrier at the end: the caller synchronises
-// before anything reads what `out` wrote. Every thread of the block must call this (it may
-// contain a __syncthreads).
+// C = A B over the whole block, as planned by plan_product(M, N, K, kThreads, scratch_elems), in
+// two halves with a barrier between them when the sum over i is split: block_product_partial
+// sums the ranges of i into `scratch` (room for the plan's `scratch_elems` elements), and
+// block_product_finish adds them up. An unsplit product is done whole by the first half and
+// the second does nothing. out(m, n0, n_step, v) receives row m of C at columns n0 + q n_step
+// (q < 4) for every row of every 4 x 4 block, exactly once. Apart, the halves let two products
+// share one barrier (fused_backward_layer); block_product runs both. No barrier at the end:
+// the caller synchronises before anything reads what `out` wrote. Every thread of the block
+// must call these.
 template <class Shape, int kThreads, class T, class Out>
-__device__ void block_product(const ProductPlan& plan, SharedOperand<T> a, SharedOperand<T> b, T* scratch,
-                              Out&& out) {
+__device__ void block_product_partial(const ProductPlan& plan, SharedOperand<T> a, SharedOperand<T> b, T* scratch,
+                                      Out&& out) {
     const int mt = plan.M / 4, nt = plan.nt, blocks = plan.blocks, K = plan.K;
     const int t = threadIdx.x;
     if (plan.splits <= 1) {
@@ -196,9 +199,9 @@ __device__ void block_product(const ProductPlan& plan, SharedOperand<T> a, Share
         }
         return;
     }
-    const int splits = plan.splits, chunk = plan.chunk, kb = K / 4;
+    const int chunk = plan.chunk, kb = K / 4;
     // scratch[g][x][blk][y]: neighbouring threads store neighbouring 16-byte runs.
-    if (t < blocks * splits) {
+    if (t < blocks * plan.splits) {
         const int g = fast_div(t, plan.by_blocks), blk = t - g * blocks;
         const int tm = fast_div(blk, plan.by_nt), tn = blk - tm * nt;
         T acc[4][4];
@@ -206,8 +209,14 @@ __device__ void block_product(const ProductPlan& plan, SharedOperand<T> a, Share
 #pragma unroll
         for (int x = 0; x < 4; ++x) store4(scratch + ((g * 4 + x) * blocks + blk) * 4, acc[x]);
     }
-    __syncthreads();
-    for (int item = t; item < 4 * blocks; item += kThreads) {
+}
+
+// The second half: after a barrier, the ranges of a split product added in the order g = 0, 1, ...
+template <class Shape, int kThreads, class T, class Out>
+__device__ void block_product_finish(const ProductPlan& plan, const T* scratch, Out&& out) {
+    if (plan.splits <= 1) return;
+    const int mt = plan.M / 4, nt = plan.nt, blocks = plan.blocks, splits = plan.splits;
+    for (int item = threadIdx.x; item < 4 * blocks; item += kThreads) {
         const int x = fast_div(item, plan.by_blocks), blk = item - x * blocks;
         T sum[4], part[4];
         load4(scratch + (x * blocks + blk) * 4, sum);
@@ -222,6 +231,15 @@ __device__ void block_product(const ProductPlan& plan, SharedOperand<T> a, Share
         const int m = Shape::m_strided ? tm + mt * x : 4 * tm + x;
         out(m, Shape::n_strided ? tn : 4 * tn, Shape::n_strided ? nt : 1, sum);
     }
+}
+
+template <class Shape, int kThreads, class T, class Out>
+__device__ void block_product(const ProductPlan& plan, SharedOperand<T> a, SharedOperand<T> b, T* scratch,
+                              Out&& out) {
+    block_product_partial<Shape, kThreads>(plan, a, b, scratch, out);
+    if (plan.splits <= 1) return;
+    __syncthreads();
+    block_product_finish<Shape, kThreads>(plan, scratch, out);
 }
 
 }  // namespace fusedmlp::cuda

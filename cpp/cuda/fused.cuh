@@ -60,7 +60,10 @@ struct FusedLayout {
     int w[kFusedMaxLayers] = {}, b[kFusedMaxLayers] = {};  // W_l and b_l (one shared slot when staged)
     bool staged = false;     // one layer's parameters at a time, copied in before each use
     int momentum_delta = 0;  // resident momentum: at the parameters' offsets + this; 0: none
-    int scratch = 0, scratch_elems = 0;
+    // The products' scratch (block_gemm.cuh); scratch2: a second one of the same size, for the
+    // weight gradient while the input gradient's ranges are in the first (-1: none, the layout
+    // could not afford it).
+    int scratch = 0, scratch2 = -1, scratch_elems = 0;
     int total = 0;
     // Each layer's products (block_gemm.cuh): forward H_{l+1} = W_l^T H_l; input gradient
     // dz_l = W_l dz_{l+1} (l > 0); weight gradient dW_l = H_l dz_{l+1}^T.
@@ -124,9 +127,17 @@ inline bool plan_fused_layout(const std::vector<std::size_t>& sizes, int rows, i
             offset += offset - params_begin;
         }
         s.scratch = offset;
-        for (const int scratch : {threads * 16, threads * 4}) {
+        // The larger scratch first, each with a second one where both fit.
+        struct ScratchChoice {
+            int elems;
+            bool pair;
+        };
+        for (const ScratchChoice c : {ScratchChoice{threads * 16, true}, ScratchChoice{threads * 16, false},
+                                      ScratchChoice{threads * 4, true}, ScratchChoice{threads * 4, false}}) {
+            const int scratch = c.elems;
             s.scratch_elems = scratch;
-            s.total = offset + scratch;
+            s.scratch2 = c.pair ? offset + scratch : -1;
+            s.total = offset + (c.pair ? 2 : 1) * scratch;
             if (static_cast<std::size_t>(s.total) * element_bytes <= limit_bytes) {
                 for (int l = 0; l < layers; ++l) {
                     const int p_in = s.padded[l], p_out = s.padded[l + 1];
@@ -266,36 +277,45 @@ __device__ void fused_gather_inputs(const FusedArgs<T>& f, T* input, const int* 
 }
 
 // Layer l forward: out = W^T input + b (feature-major), then f and f' for hidden layers. Rows
-// past `valid` and padded features get h = f' = 0.
+// past `valid` and padded features get h = f' = 0. The output layer and each activation have
+// their own copy of the product, so that its epilogue does not branch per element.
 template <int kThreads, class T>
 __device__ void fused_forward_layer(const FusedArgs<T>& f, T* sm, int l, const T* input, int valid) {
     const FusedLayout& s = f.s;
-    const bool hidden = l + 1 < s.layers;
-    const int n_out = s.sizes[l + 1], act = f.act;
+    const int n_out = s.sizes[l + 1];
     const T* bias = sm + s.b[l];
     T* out = sm + s.act[l + 1];
-    T* der = hidden ? sm + s.der[l + 1] : nullptr;
     using Shape = ProductShape<false, false, false, false>;
-    block_product<Shape, kThreads>(
-        s.forward[l], SharedOperand<T>{sm + s.w[l], s.ldw[l]}, SharedOperand<T>{input, s.ldh}, sm + s.scratch, [&](int m, int n0, int, const T(&v)[4]) {
+    auto product = [&](auto&& epilogue) {
+        block_product<Shape, kThreads>(s.forward[l], SharedOperand<T>{sm + s.w[l], s.ldw[l]},
+                                       SharedOperand<T>{input, s.ldh}, sm + s.scratch, epilogue);
+    };
+    if (l + 1 == s.layers) {
+        product([&](int m, int n0, int, const T(&v)[4]) {
+            const T bm = bias[m];
+            T h[4];
+#pragma unroll
+            for (int q = 0; q < 4; ++q) h[q] = v[q] + bm;
+            store4(out + m * s.ldh + n0, h);
+        });
+        return;
+    }
+    T* der = sm + s.der[l + 1];
+    with_activation(f.act, [&](auto act) {
+        product([&](int m, int n0, int, const T(&v)[4]) {
             const T bm = bias[m];
             T h[4], d[4];
 #pragma unroll
             for (int q = 0; q < 4; ++q) {
                 const T z = v[q] + bm;
-                if (!hidden) {
-                    h[q] = z;
-                } else if (m < n_out && n0 + q < valid) {
-                    h[q] = dev_activate(act, z);
-                    d[q] = dev_activation_derivative(act, z, h[q]);
-                } else {
-                    h[q] = T(0);
-                    d[q] = T(0);
-                }
+                const bool live = m < n_out && n0 + q < valid;
+                h[q] = live ? dev_activate(act.value, z) : T(0);
+                d[q] = live ? dev_activation_derivative(act.value, z, h[q]) : T(0);
             }
             store4(out + m * s.ldh + n0, h);
-            if (hidden) store4(der + m * s.ldh + n0, d);
+            store4(der + m * s.ldh + n0, d);
         });
+    });
 }
 
 // The loss of the tile's logits, their gradient written over them (zero for rows past
@@ -328,9 +348,8 @@ __device__ double fused_loss(const FusedArgs<T>& f, T* sm, int batch_rows, int v
     return group_sum(lane < s.rows ? row_loss[lane] : 0.0);
 }
 
-// What a completed gradient g of one parameter does (kSink, a FusedSink: fixed per kernel, so
-// that no branch on it is left in the code that runs once per parameter). The step's learning
-// rate and first-step flag come with it; *diverged is set when an update is not finite.
+// The step a completed gradient belongs to: its learning rate and first-step flag, and for
+// kSinkResident where the updates go.
 template <class T>
 struct FusedStep {
     StepControl control;
@@ -349,6 +368,9 @@ __device__ __forceinline__ long long fused_param_index(const FusedArgs<T>& f, in
     return is_weight ? f.w_off[l] + static_cast<long long>(m) * f.s.sizes[l + 1] + n : f.b_off[l] + n;
 }
 
+// What a completed gradient g of one parameter does in fused_mlp_kernel (kSink, a FusedSink
+// other than kSinkResident: fixed per kernel, so that no branch on it is left in the code that
+// runs once per parameter). kSinkResident is resident_update, below.
 template <int kSink, class T>
 __device__ __forceinline__ void fused_sink(const FusedArgs<T>& f, T* sm, const FusedStep<T>& step, int l,
                                            bool is_weight, int m, int n, T g) {
@@ -359,66 +381,115 @@ __device__ __forceinline__ void fused_sink(const FusedArgs<T>& f, T* sm, const F
         // Into the parameter's own shared slot, which no product of the step reads any more; the
         // kernel then writes the whole layer out (fused_store_layer).
         *p = g;
-    } else if constexpr (kSink == kSinkResident) {
-        // The resident copy, written through to global memory at once: the stores go out among
-        // the step's arithmetic. Writing each completed layer out as vectors instead (its own
-        // loop after the layer's barrier, fused_store_layer) measured 8% slower on an H100: tiny,
-        // 1.518M against 1.646M samples/s, same run (2026-11-26).
-        if (is_weight && u.weight_decay != T(0)) g = g + u.weight_decay * *p;
-        T direction = g;
-        if (u.momentum != T(0)) {
-            T* mp = p + s.momentum_delta;
-            const T b = step.first ? g : u.momentum * *mp + g;
-            *mp = b;
-            direction = u.nesterov ? g + u.momentum * b : b;
-            step.momentum_out[fused_param_index(f, l, is_weight, m, n)] = b;
-        }
-        const T updated = *p - step.lr * direction;
-        *p = updated;
-        step.params_out[fused_param_index(f, l, is_weight, m, n)] = updated;
-        if (!dev_isfinite(updated)) {
-            *step.diverged = 1;
-            mark_diverged(step.control);
-        }
     } else {
-        static_assert(kSink == kSinkUpdate, "a FusedSink");
+        static_assert(kSink == kSinkUpdate, "a FusedSink of fused_mlp_kernel");
         const long long index = fused_param_index(f, l, is_weight, m, n);
         const T m_in = u.momentum != T(0) ? u.mom_in[index] : T(0);
         apply_gradient_to(u, step.control, index, g, is_weight, *p, m_in, step.lr, step.first);
     }
 }
 
+// kSinkResident: the SGD update of a resident parameter *p (its momentum at p + momentum_delta),
+// written through to *out (and *momentum_out) at once, so that the stores go out among the
+// step's arithmetic. Writing each completed layer out as vectors instead (its own loop after the
+// layer's barrier, fused_store_layer) measured 8% slower on an H100: tiny, 1.518M against 1.646M
+// samples/s, same run (2026-11-26). Momentum is a template flag, resolved once per layer, and
+// the callers pass pointers, not indices: a parameter costs its update and little else.
+//
+// guard collects updated * 0 over the updates: it stays zero while every update is finite and
+// is NaN from the first one that is not (one multiply-add per parameter, where a flag cost three
+// instructions and a branch per parameter cost more).
+template <bool kMomentum, class T>
+__device__ __forceinline__ void resident_update(const SgdUpdate<T>& u, const FusedStep<T>& step, int momentum_delta,
+                                                bool decay, T* p, T* out, T* momentum_out, T g, T& guard) {
+    const T current = *p;
+    if (decay) g = g + u.weight_decay * current;
+    T direction = g;
+    if constexpr (kMomentum) {
+        T* mp = p + momentum_delta;
+        const T b = step.first ? g : u.momentum * *mp + g;
+        *mp = b;
+        *momentum_out = b;
+        direction = u.nesterov ? g + u.momentum * b : b;
+    }
+    const T updated = current - step.lr * direction;
+    *p = updated;
+    *out = updated;
+    guard = updated * T(0) + guard;
+}
+
 // Layer l backward, given dz of its output: dz of its input (l > 0) written over der[l], then
-// the weight and bias gradients into the sink. Contains barriers; ends with one.
-template <int kSink, int kThreads, class T>
-__device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedStep<T>& step, int l, const T* input) {
+// the weight and bias gradients into the sink. Contains barriers; ends with one, after waiting
+// for this thread's asynchronous copies when `wait_async`.
+//
+// Where the layout has a second scratch and the weight gradient is split, both products sum
+// their ranges before one barrier and add them up after it: two barriers per layer, not three
+// or four. The weight gradient's sink overwrites W_l, which the input gradient reads; with one
+// barrier it runs after it, else after the input gradient's own.
+template <int kSink, int kThreads, bool kMomentum, class T>
+__device__ void fused_backward_products(const FusedArgs<T>& f, T* sm, const FusedStep<T>& step, int l,
+                                        const T* input, bool wait_async) {
     const FusedLayout& s = f.s;
     const T* dz = sm + (l + 1 == s.layers ? s.act[s.layers] : s.der[l + 1]);
-    const int n_in = s.sizes[l], n_out = s.sizes[l + 1];
-    if (l > 0) {
-        T* der = sm + s.der[l];
-        using Shape = ProductShape<true, false, false, false>;
-        block_product<Shape, kThreads>(
-            s.input_grad[l], SharedOperand<T>{sm + s.w[l], s.ldw[l]}, SharedOperand<T>{dz, s.ldh}, sm + s.scratch, [&](int m, int n0, int, const T(&v)[4]) {
-                T* at = der + m * s.ldh + n0;
-                T out[4];
-                load4(at, out);
+    const int n_in = s.sizes[l], n_out = s.sizes[l + 1], ldw = s.ldw[l];
+    const ProductPlan& input_plan = s.input_grad[l];
+    const ProductPlan& weight_plan = s.weight_grad[l];
+    const bool one_barrier = s.scratch2 >= 0 && weight_plan.splits > 1;
+    using InputShape = ProductShape<true, false, false, false>;
+    using WeightShape = ProductShape<true, true, true, true>;
+    T* der = sm + s.der[l];
+    auto input_out = [&](int m, int n0, int, const T(&v)[4]) {
+        T* at = der + m * s.ldh + n0;
+        T out[4];
+        load4(at, out);
 #pragma unroll
-                for (int q = 0; q < 4; ++q) out[q] *= v[q];
-                store4(at, out);
-            });
-        __syncthreads();
-    }
-    using Shape = ProductShape<true, true, true, true>;
-    block_product<Shape, kThreads>(
-        s.weight_grad[l], SharedOperand<T>{input, s.ldh}, SharedOperand<T>{dz, s.ldh}, sm + s.scratch, [&](int m, int n0, int n_step, const T(&v)[4]) {
-            if (m >= n_in) return;
+        for (int q = 0; q < 4; ++q) out[q] *= v[q];
+        store4(at, out);
+    };
+    // kSinkResident: the layer's parameters in shared memory and where their updates go (the
+    // other sinks have no such buffers).
+    constexpr bool kResident = kSink == kSinkResident;
+    T* const w_shared = sm + s.w[l];
+    T* const b_shared = sm + s.b[l];
+    T* const w_out = kResident ? step.params_out + f.w_off[l] : nullptr;
+    T* const b_out = kResident ? step.params_out + f.b_off[l] : nullptr;
+    T* const w_momentum_out = kResident && kMomentum ? step.momentum_out + f.w_off[l] : nullptr;
+    T* const b_momentum_out = kResident && kMomentum ? step.momentum_out + f.b_off[l] : nullptr;
+    const bool decay = f.update.weight_decay != T(0);
+    T guard = 0;  // see resident_update
+    auto weight_out = [&](int m, int n0, int n_step, const T(&v)[4]) {
+        if (m >= n_in) return;
 #pragma unroll
-            for (int q = 0; q < 4; ++q) {
-                const int n = n0 + q * n_step;
-                if (n < n_out) fused_sink<kSink>(f, sm, step, l, true, m, n, v[q]);
+        for (int q = 0; q < 4; ++q) {
+            const int n = n0 + q * n_step;
+            if (n >= n_out) continue;
+            if constexpr (kResident) {
+                const int at = m * n_out + n;
+                resident_update<kMomentum>(f.update, step, s.momentum_delta, decay, w_shared + m * ldw + n,
+                                           w_out + at, kMomentum ? w_momentum_out + at : nullptr, v[q], guard);
+            } else {
+                fused_sink<kSink>(f, sm, step, l, true, m, n, v[q]);
             }
-        });
+        }
+    };
+    const SharedOperand<T> w{sm + s.w[l], ldw}, dz_operand{dz, s.ldh}, input_operand{input, s.ldh};
+    T* const weight_scratch = sm + (one_barrier ? s.scratch2 : s.scratch);
+    if (l > 0) {
+        block_product_partial<InputShape, kThreads>(input_plan, w, dz_operand, sm + s.scratch, input_out);
+        if (!one_barrier) {
+            if (input_plan.splits > 1) {
+                __syncthreads();
+                block_product_finish<InputShape, kThreads>(input_plan, sm + s.scratch, input_out);
+            }
+            __syncthreads();
+        }
+    }
+    block_product_partial<WeightShape, kThreads>(weight_plan, input_operand, dz_operand, weight_scratch, weight_out);
+    if (weight_plan.splits > 1) {
+        __syncthreads();
+        if (one_barrier && l > 0) block_product_finish<InputShape, kThreads>(input_plan, sm + s.scratch, input_out);
+        block_product_finish<WeightShape, kThreads>(weight_plan, weight_scratch, weight_out);
+    }
     for (int n = threadIdx.x; n < n_out; n += kThreads) {
         T sum = 0;
         for (int r = 0; r < s.rows; r += 4) {
@@ -429,9 +500,31 @@ __device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedSt
             sum += v[2];
             sum += v[3];
         }
-        fused_sink<kSink>(f, sm, step, l, false, 0, n, sum);
+        if constexpr (kResident) {
+            resident_update<kMomentum>(f.update, step, s.momentum_delta, false, b_shared + n, b_out + n,
+                                       kMomentum ? b_momentum_out + n : nullptr, sum, guard);
+        } else {
+            fused_sink<kSink>(f, sm, step, l, false, 0, n, sum);
+        }
     }
+    if (guard != T(0)) {  // NaN: an update was not finite
+        *step.diverged = 1;
+        mark_diverged(step.control);
+    }
+    if (wait_async) async_copy_wait_all();
     __syncthreads();
+}
+
+template <int kSink, int kThreads, class T>
+__device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedStep<T>& step, int l, const T* input,
+                                     bool wait_async = false) {
+    if constexpr (kSink == kSinkResident) {
+        if (f.update.momentum != T(0)) {
+            fused_backward_products<kSink, kThreads, true>(f, sm, step, l, input, wait_async);
+            return;
+        }
+    }
+    fused_backward_products<kSink, kThreads, false>(f, sm, step, l, input, wait_async);
 }
 
 // One step on one batch tile of `rows` rows (blockIdx.x); kSink: kSinkPartial for a batch of
@@ -585,11 +678,10 @@ __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArg
         // fused_loss's barrier made the next samples visible: gather their inputs meanwhile.
         if (has_next) fused_gather_inputs<kThreads>(f, next_input, row_sample[cur ^ 1], true);
         async_copy_commit();
-        for (int l = s.layers - 1; l >= 0; --l)
-            fused_backward_layer<kSinkResident, kThreads>(f, sm, step, l, l == 0 ? input : sm + s.act[l]);
         if (t < s.rows) row_label[cur ^ 1][t] = next_label;
-        async_copy_wait_all();
-        __syncthreads();
+        // The last layer's barrier also makes the next inputs and labels visible.
+        for (int l = s.layers - 1; l >= 0; --l)
+            fused_backward_layer<kSinkResident, kThreads>(f, sm, step, l, l == 0 ? input : sm + s.act[l], l == 0);
         if (diverged) break;
     }
 }
