@@ -17,15 +17,26 @@ command -v nvcc >/dev/null || export PATH="$PATH:/usr/local/cuda/bin"
 ROOT="$PWD"
 BUILD="$ROOT/build/gpu-check"  # build/ is ignored by git
 START=$SECONDS
-# Which steps run: build is always first; the rest by name (GPU_CHECK_STEPS). "timeline" (each
-# epoch's kernels and the gaps between them, from torch.profiler) and "profile" (Nsight Compute
-# sections and source lines of each configuration's hot kernels) run only when named.
+# Which steps run: build is always first; the rest by name (GPU_CHECK_STEPS). "baseline" (an
+# earlier version's speed against this one's), "timeline" (each epoch's kernels and the gaps
+# between them, from torch.profiler) and "profile" (Nsight Compute sections and source lines of
+# each configuration's hot kernels) run only when named.
 STEPS="${GPU_CHECK_STEPS:-tests bench hooks ncu}"
 wants() { [[ " $STEPS " == *" $1 "* ]]; }
 
 step() { echo; echo "== [$((SECONDS - START))s] $*"; }
 # A file-name label for hook settings: FUSEDMLP_CUDA_TILE=64+FUSEDMLP_CUDA_SPLIT=1 -> tile_64_split_1
 hooks_label() { echo "${1//FUSEDMLP_CUDA_/}" | tr "=+A-Z" "__a-z"; }
+
+# The native and CUDA modules of the source tree $1, built in $2.
+build_modules() {
+  local generator=()
+  command -v ninja >/dev/null && generator=(-G Ninja)
+  timeout 240 cmake -S "$1" -B "$2" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DFUSEDMLP_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-80;90}" -DCMAKE_CUDA_FLAGS=-lineinfo \
+    -DPython_EXECUTABLE="$(command -v "$PY")" -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" \
+    && timeout 240 cmake --build "$2" -j "$(nproc)"
+}
 
 main() {
   local status=0
@@ -36,12 +47,7 @@ main() {
   nvcc --version | tail -1 || true
 
   step "build (FUSEDMLP_CUDA=ON)"
-  local generator=()
-  command -v ninja >/dev/null && generator=(-G Ninja)
-  if ! timeout 240 cmake -S "$ROOT" -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DFUSEDMLP_CUDA=ON \
-        -DCMAKE_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-80;90}" -DCMAKE_CUDA_FLAGS=-lineinfo \
-        -DPython_EXECUTABLE="$(command -v "$PY")" -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" \
-     || ! timeout 240 cmake --build "$BUILD" -j "$(nproc)"; then
+  if ! build_modules "$ROOT" "$BUILD"; then
     echo "BUILD FAILED"
     return 1
   fi
@@ -84,6 +90,35 @@ main() {
     # GPU_BENCH_ARGS: extra arguments, e.g. --dry-run to rehearse this script without a GPU
     XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 240 "$PY" bench/gpu_bench.py --out "$OUT/gpu_bench.json" \
       ${GPU_BENCH_ARGS:-} || status=1
+  fi
+
+  # An earlier version of fusedmlp against this one, fusedmlp alone, in turns (baseline, this,
+  # baseline, this) on the same GPU: for changes with no hook to switch them off. Its source
+  # tree comes with the working tree: GPU_CHECK_BASELINE_SRC, a folder (e.g. made here by
+  # `git archive COMMIT | tar -x -C build/baseline-src` and carried to the device), and
+  # GPU_CHECK_BASELINE_CONFIGS the configurations to time (default tiny,small,narrow).
+  if wants baseline; then
+    step "baseline ${GPU_CHECK_BASELINE_SRC:-(GPU_CHECK_BASELINE_SRC unset)} against this build"
+    local base_src="${GPU_CHECK_BASELINE_SRC:-}" base_py="$ROOT/build/baseline-py"
+    if [ -z "$base_src" ] || [ ! -d "$base_src/python/fusedmlp" ]; then
+      echo "no baseline source tree at '$base_src'"
+      status=1
+    elif ! build_modules "$(cd "$base_src" && pwd)" "$ROOT/build/gpu-check-baseline"; then
+      echo "BASELINE BUILD FAILED"
+      status=1
+    else
+      rm -rf "$base_py" && mkdir -p "$base_py" && cp -r "$base_src/python/fusedmlp" "$base_py/"
+      cp "$ROOT/build/gpu-check-baseline"/_*.so "$base_py/fusedmlp/"
+      local round who
+      for round in 1 2; do
+        for who in baseline this; do
+          echo "-- $who, round $round"
+          PYTHONPATH="$([ "$who" = baseline ] && echo "$base_py" || echo "$ROOT/python")" timeout 90 "$PY" \
+            bench/gpu_bench.py --methods fusedmlp --only "${GPU_CHECK_BASELINE_CONFIGS:-tiny,small,narrow}" \
+            --out "$OUT/gpu_bench_${who}_$round.json" ${GPU_BENCH_ARGS:-} | grep -v '^wrote' || status=1
+        done
+      done
+    fi
   fi
 
   # fusedmlp alone under the CUDA backend's tuning hooks (README, build notes), to compare with
