@@ -65,6 +65,9 @@ struct FusedLayout {
     // could not afford it).
     int scratch = 0, scratch2 = -1, scratch_elems = 0;
     int total = 0;
+    // fused_loss takes 2^loss_lanes_log2 lanes per row: as few as the row's logits allow, at
+    // least 32 / rows (a pass then never runs past the tile), at most a warp.
+    int loss_lanes_log2 = 0;
     // Each layer's products (block_gemm.cuh): forward H_{l+1} = W_l^T H_l; input gradient
     // dz_l = W_l dz_{l+1} (l > 0); weight gradient dW_l = H_l dz_{l+1}^T.
     ProductPlan forward[kFusedMaxLayers], input_grad[kFusedMaxLayers], weight_grad[kFusedMaxLayers];
@@ -90,6 +93,9 @@ inline bool plan_fused_layout(const std::vector<std::size_t>& sizes, int rows, i
         s.threads = threads;
         s.ldh = rows + 4;
         s.layers = layers;
+        while ((1 << s.loss_lanes_log2) < std::min(static_cast<int>(sizes[layers]), 32) ||
+               (1 << s.loss_lanes_log2) * rows < 32)
+            ++s.loss_lanes_log2;
         int offset = 0;
         for (int l = 0; l <= layers; ++l) {
             s.sizes[l] = static_cast<int>(sizes[l]);
@@ -320,22 +326,23 @@ __device__ void fused_forward_layer(const FusedArgs<T>& f, T* sm, int l, const T
 
 // The loss of the tile's logits, their gradient written over them (zero for rows past
 // `valid`); returns the sum of the valid rows' losses on every thread. Contains a barrier.
-// A group of lanes per row, as few as the row's logits allow (a whole warp for 32 or more), so
-// that a tile's rows are mostly done in one pass. Every group takes a row of the tile (the
-// shuffles need every lane), a row past `valid` too, whose results are then discarded.
+// A group of 2^s.loss_lanes_log2 lanes per row, so that a tile's rows are mostly done in one
+// pass. Every group takes a row of the tile (the shuffles need every lane), a row past `valid`
+// too, whose results are then discarded. scale: fused_loss_scale of the batch.
+//
+// The grouping is planned on the host: worked out here by divisions and a loop, it cost every
+// thread about 130 instructions per step, between the forward pass and the loss.
 template <int kThreads, class T>
-__device__ double fused_loss(const FusedArgs<T>& f, T* sm, int batch_rows, int valid, const int* sample,
-                             const int* label, double* row_loss) {
+__device__ double fused_loss(const FusedArgs<T>& f, T* sm, T scale, int valid, const int* sample, const int* label,
+                             double* row_loss) {
     const FusedLayout& s = f.s;
     const int k = s.sizes[s.layers];
     T* logits = sm + s.act[s.layers];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    int group = 32 / s.rows;  // at most s.rows rows per warp: a pass never runs past the tile
-    while (group < k && group < 32) group *= 2;
-    const int rows_per_warp = 32 / group, member = lane % group;
-    const T scale = T((f.loss == kMse ? 2.0 : 1.0) / loss_divisor(f.loss, batch_rows, k));
-    for (int first = warp * rows_per_warp; first < s.rows; first += kThreads / group) {
-        const int r = first + lane / group;
+    const int shift = s.loss_lanes_log2, group = 1 << shift;
+    const int member = lane & (group - 1);
+    for (int first = warp * (32 >> shift); first < s.rows; first += kThreads >> shift) {
+        const int r = first + (lane >> shift);
         T* z = logits + r;
         const bool live = r < valid;
         const T* y = f.loss == kCrossEntropy ? nullptr : f.values + static_cast<long long>(live ? sample[r] : 0) * k;
@@ -346,6 +353,12 @@ __device__ double fused_loss(const FusedArgs<T>& f, T* sm, int batch_rows, int v
     }
     __syncthreads();
     return group_sum(lane < s.rows ? row_loss[lane] : 0.0);
+}
+
+// The factor of the logits' gradient for a batch of batch_rows rows (see row_loss_and_grad).
+template <class T>
+__device__ __forceinline__ T fused_loss_scale(const FusedArgs<T>& f, int batch_rows) {
+    return T((f.loss == kMse ? 2.0 : 1.0) / loss_divisor(f.loss, batch_rows, f.s.sizes[f.s.layers]));
 }
 
 // The step a completed gradient belongs to: its learning rate and first-step flag, and for
@@ -562,7 +575,8 @@ __device__ void fused_tile_step(const FusedArgs<T>& f) {
         fused_forward_layer<kThreads>(f, sm, l, sm + s.act[l], valid);
         __syncthreads();
     }
-    const double total = fused_loss<kThreads>(f, sm, f.batch_rows, valid, row_sample, row_label, row_loss);
+    const double total =
+        fused_loss<kThreads>(f, sm, fused_loss_scale(f, f.batch_rows), valid, row_sample, row_label, row_loss);
     constexpr bool updates = kSink == kSinkUpdate;
     if (threadIdx.x == 0) {
         if constexpr (kSink == kSinkPartial) {
@@ -643,6 +657,7 @@ __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArg
     __syncthreads();
 
     const FusedArgs<T>& f = base;
+    const T whole_batch_scale = fused_loss_scale(f, e.batch_size);
     for (int step_index = 0; step_index < e.steps; ++step_index) {
         const int cur = step_index & 1;
         const int start = step_index * e.batch_size;
@@ -668,7 +683,9 @@ __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArg
         }
         if (t < s.rows) row_sample[cur ^ 1][t] = next_sample;
         const int next_label = cross_entropy && next_sample >= 0 ? base.labels[next_sample] : 0;
-        const double total = fused_loss<kThreads>(f, sm, valid, valid, row_sample[cur], row_label[cur], row_loss);
+        // Every batch but perhaps the last is whole.
+        const T scale = valid == e.batch_size ? whole_batch_scale : fused_loss_scale(f, valid);
+        const double total = fused_loss<kThreads>(f, sm, scale, valid, row_sample[cur], row_label[cur], row_loss);
         if (t == 0) {
             const double value = total / loss_divisor(f.loss, valid, s.sizes[s.layers]);
             f.control.step_loss[step_index] = value;
