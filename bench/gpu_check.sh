@@ -28,14 +28,16 @@ step() { echo; echo "== [$((SECONDS - START))s] $*"; }
 # A file-name label for hook settings: FUSEDMLP_CUDA_TILE=64+FUSEDMLP_CUDA_SPLIT=1 -> tile_64_split_1
 hooks_label() { echo "${1//FUSEDMLP_CUDA_/}" | tr "=+A-Z" "__a-z"; }
 
-# The native and CUDA modules of the source tree $1, built in $2.
+# The modules of the source tree $1, built in $2: all of them, or the targets named after.
 build_modules() {
-  local generator=()
+  local src="$1" build="$2" generator=() targets=()
+  shift 2
+  [ $# -gt 0 ] && targets=(--target "$@")
   command -v ninja >/dev/null && generator=(-G Ninja)
-  timeout 240 cmake -S "$1" -B "$2" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DFUSEDMLP_CUDA=ON \
+  timeout 240 cmake -S "$src" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DFUSEDMLP_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-80;90}" -DCMAKE_CUDA_FLAGS=-lineinfo \
     -DPython_EXECUTABLE="$(command -v "$PY")" -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" \
-    && timeout 240 cmake --build "$2" -j "$(nproc)"
+    && timeout 240 cmake --build "$build" -j "$(nproc)" "${targets[@]}"
 }
 
 main() {
@@ -96,19 +98,20 @@ main() {
   # baseline, this) on the same GPU: for changes with no hook to switch them off. Its source
   # tree comes with the working tree: GPU_CHECK_BASELINE_SRC, a folder (e.g. made here by
   # `git archive COMMIT | tar -x -C build/baseline-src` and carried to the device), and
-  # GPU_CHECK_BASELINE_CONFIGS the configurations to time (default tiny,small,narrow).
+  # GPU_CHECK_BASELINE_CONFIGS the configurations to time (default tiny,small,narrow). Only its
+  # CUDA module is built (GPU time is scarce); it runs with this build's CPU module.
   if wants baseline; then
     step "baseline ${GPU_CHECK_BASELINE_SRC:-(GPU_CHECK_BASELINE_SRC unset)} against this build"
     local base_src="${GPU_CHECK_BASELINE_SRC:-}" base_py="$ROOT/build/baseline-py"
     if [ -z "$base_src" ] || [ ! -d "$base_src/python/fusedmlp" ]; then
       echo "no baseline source tree at '$base_src'"
       status=1
-    elif ! build_modules "$(cd "$base_src" && pwd)" "$ROOT/build/gpu-check-baseline"; then
+    elif ! build_modules "$(cd "$base_src" && pwd)" "$ROOT/build/gpu-check-baseline" _cuda; then
       echo "BASELINE BUILD FAILED"
       status=1
     else
       rm -rf "$base_py" && mkdir -p "$base_py" && cp -r "$base_src/python/fusedmlp" "$base_py/"
-      cp "$ROOT/build/gpu-check-baseline"/_*.so "$base_py/fusedmlp/"
+      cp "$ROOT/build/gpu-check-baseline"/_cuda*.so "$BUILD"/_native*.so "$base_py/fusedmlp/"
       local round who
       for round in 1 2; do
         for who in baseline this; do
