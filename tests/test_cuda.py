@@ -38,6 +38,8 @@ def test_missing_module_gives_clear_error(monkeypatch):
 
 
 needs_gpu = pytest.mark.skipif(not cuda_available(), reason=f"no CUDA backend here: {cuda_unavailable_reason()}")
+needs_clusters = pytest.mark.skipif(not cuda_available() or not cuda_backend._cuda.device_has_clusters(),
+                                    reason="no thread-block clusters on this GPU (compute capability below 9.0)")
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -339,6 +341,79 @@ def test_epoch_kernel_of_each_block_size_matches_reference(threads, momentum, dt
     orders, lrs = epoch_plan(150, 20, False, 2, 0.1)
     assert_epochs_match_reference(net, weights, biases, "tanh", "cross_entropy", X, y,
                                   orders, lrs, 20, dtype, momentum, True, 1e-3)
+
+
+@needs_clusters
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows,batch_size,n", [("8", 40, 150), ("16", 100, 250)])
+def test_cluster_epoch_kernel_matches_the_step_kernels_and_the_reference(rows, batch_size, n, dtype, monkeypatch):
+    """FUSEDMLP_CUDA_CLUSTER_EPOCH=1: batches of 5 and 7 tiles, each epoch one launch on a
+    thread-block cluster whose blocks keep the parameters and add each other's partial sums.
+    The reference's trajectory, and the same parameters and momentum bit for bit as
+    fused_mlp_kernel and fused_reduce_kernel per step, which add the blocks' partial sums in the
+    same order. The last batches (30 and 50 rows) leave a block partial and others empty."""
+    monkeypatch.setenv("FUSEDMLP_CUDA_FUSED_ROWS", rows)
+    sizes = [9, 40, 24, 6]
+    X, y = make_data(sizes, "cross_entropy", n, dtype)
+    orders, lrs = epoch_plan(n, batch_size, False, 2, 0.1)
+    states = []
+    for hook, kernel in (("0", "fused steps"), ("1", "cluster")):
+        monkeypatch.setenv("FUSEDMLP_CUDA_CLUSTER_EPOCH", hook)
+        net, weights, biases = make_net(sizes, "gelu", "cross_entropy", dtype, "fused")
+        assert net._net.epoch_kernel(batch_size, 0.9) == kernel
+        assert_epochs_match_reference(net, weights, biases, "gelu", "cross_entropy", X, y,
+                                      orders, lrs, batch_size, dtype, 0.9, True, 1e-3)
+        states.append(sum(net.get_parameters(), []) + sum(net.get_optimizer_state()[:2], []))
+    for got, want in zip(states[1], states[0]):
+        np.testing.assert_array_equal(got, want)
+
+
+@needs_clusters
+def test_cluster_epoch_kernel_applies_no_divergent_step(monkeypatch):
+    """A step whose updates are not finite (lr = inf at step 5 of 8) is applied neither to the
+    state the host keeps nor further: the state after the first five steps; and a non-finite
+    loss stops the epoch at its first step, before any update."""
+    monkeypatch.setenv("FUSEDMLP_CUDA_CLUSTER_EPOCH", "1")
+    monkeypatch.setenv("FUSEDMLP_CUDA_FUSED_ROWS", "8")
+    sizes, batch_size = [4, 16, 3], 40
+    n = 8 * batch_size
+    X, y = make_data(sizes, "mse", n, np.float32)
+    order = np.arange(n, dtype=np.int64)
+    lrs = np.full(8, 0.01)
+    lrs[5] = np.inf
+    net, _, _ = make_net(sizes, "relu", "mse", np.float32, "fused")
+    assert net._net.epoch_kernel(batch_size, 0.9) == "cluster"
+    step_loss, diverged = net.train_epoch(X, y, order, batch_size, False, lrs, 0.9, False, 0.0)
+    assert diverged and len(step_loss) == 6 and np.isfinite(step_loss).all()
+    twin, _, _ = make_net(sizes, "relu", "mse", np.float32, "fused")
+    twin_loss, twin_diverged = twin.train_epoch(X, y, order[:5 * batch_size], batch_size, False, lrs[:5], 0.9,
+                                                False, 0.0)
+    assert not twin_diverged
+    np.testing.assert_array_equal(step_loss[:5], twin_loss)
+    for got, want in zip(sum(net.get_parameters(), []) + sum(net.get_optimizer_state()[:2], []),
+                         sum(twin.get_parameters(), []) + sum(twin.get_optimizer_state()[:2], [])):
+        np.testing.assert_array_equal(got, want)
+    step_loss, diverged = net.train_epoch(X, y, order, batch_size, False, np.full(8, 0.01), 0.9, False, 0.0)
+    assert not diverged and len(step_loss) == 8 and np.isfinite(step_loss).all()
+
+    # One layer, 5 blocks: block r owns row r of W (the bias is row 4). With inputs 1 to 3 zero,
+    # their rows' gradients are zero and their updates finite even at lr = 1e38; the first
+    # input's row and the bias overflow, and every block must stop with them.
+    X = np.zeros((n, 4), np.float32)
+    X[:, 0] = 1
+    y = np.full((n, 3), 1e3, np.float32)
+    net, _, _ = make_net([4, 3], "relu", "mse", np.float32, "fused")
+    lrs = np.full(8, 0.01)
+    lrs[2] = 1e38
+    step_loss, diverged = net.train_epoch(X, y, order, batch_size, False, lrs, 0.0, False, 0.0)
+    assert diverged and len(step_loss) == 3 and np.isfinite(step_loss).all()
+
+    X, y = make_data(sizes, "cross_entropy", n, np.float32)
+    net, weights, biases = make_net(sizes, "relu", "cross_entropy", np.float32, "fused")
+    net.set_parameters([np.full_like(w, np.inf) for w in weights], biases)
+    step_loss, diverged = net.train_epoch(X, y, order, batch_size, False, np.full(8, 0.1), 0.0, False, 0.0)
+    assert diverged and len(step_loss) == 1 and not np.isfinite(step_loss[0])
+    assert not net.get_optimizer_state()[2]
 
 
 @needs_gpu

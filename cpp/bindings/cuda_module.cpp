@@ -100,6 +100,8 @@ void bind_cuda_mlp(py::module_& m, const char* name) {
                                "whether every width fits the fused narrow-network kernel")
         .def_property("fused", &CudaMlp<T>::fused, &CudaMlp<T>::use_fused,
                       "whether training runs the fused kernel (else the tiled GEMMs)")
+        .def("epoch_kernel", &CudaMlp<T>::epoch_kernel, py::arg("rows"), py::arg("momentum"),
+             "what runs an epoch of batches of up to `rows` rows: 'block', 'cluster', 'fused steps' or 'tiled steps'")
         .def("get_layer", &get_pair<T, &CudaMlp<T>::get_layer>, py::arg("layer"))
         .def("set_layer", &set_pair<T, &CudaMlp<T>::set_layer>, py::arg("layer"), py::arg("W").noconvert(),
              py::arg("b").noconvert())
@@ -199,6 +201,9 @@ PYBIND11_MODULE(_cuda, m) {
             return py::make_tuple(s.ok, s.ok ? s.name : s.reason);
         },
         "(True, device name) when a usable CUDA device exists, else (False, why not)");
+    m.def(
+        "device_has_clusters", [] { return fusedmlp::cuda::device_status().clusters; },
+        "whether the CUDA device has thread-block clusters (compute capability 9.0 or later)");
     fusedmlp::bindings::bind_cuda_mlp<float>(m, "MlpFloat32");
     fusedmlp::bindings::bind_cuda_mlp<double>(m, "MlpFloat64");
 }

@@ -24,9 +24,10 @@ __device__ __forceinline__ void cluster_sync() { cooperative_groups::this_cluste
 
 __device__ __forceinline__ unsigned cluster_rank() { return cooperative_groups::this_cluster().block_rank(); }
 
-// The address p (in this block's shared memory) in the shared memory of block `rank`.
+// The address p (in this block's shared memory, static or dynamic) in the shared memory of
+// block `rank`; T may be const.
 template <class T>
-__device__ __forceinline__ const T* cluster_peer(const T* p, unsigned rank) {
+__device__ __forceinline__ T* cluster_peer(T* p, unsigned rank) {
     return cooperative_groups::this_cluster().map_shared_rank(p, static_cast<int>(rank));
 }
 

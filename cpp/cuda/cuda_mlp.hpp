@@ -21,6 +21,7 @@ struct DeviceStatus {
     bool ok = false;
     std::string reason;  // empty when ok
     std::string name;    // the device's name when ok
+    bool clusters = false;  // whether it has thread-block clusters (compute capability 9.0 or later)
 };
 DeviceStatus device_status();
 
@@ -47,6 +48,10 @@ public:
     bool fused_eligible() const;
     bool fused() const;
     void use_fused(bool on);
+    // What runs an epoch of batches of up to `rows` rows with this momentum: "block" (one
+    // fused_epoch_kernel launch), "cluster" (one fused_cluster_epoch_kernel launch), "fused
+    // steps" or "tiled steps" (kernels per step).
+    std::string epoch_kernel(std::size_t rows, double momentum) const;
 
     void get_layer(std::size_t layer, T* w, T* b) const;
     void set_layer(std::size_t layer, const T* w, const T* b);

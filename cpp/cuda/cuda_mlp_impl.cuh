@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "fused.cuh"
+#include "fused_cluster.cuh"
 #include "gemm.cuh"
 #include "loss.cuh"
 #include "sgd.cuh"
@@ -168,6 +169,15 @@ int epoch_threads_setting() {
     const char* value = std::getenv("FUSEDMLP_CUDA_EPOCH_THREADS");
     const int threads = value == nullptr ? 0 : std::atoi(value);
     return threads == 256 || threads == 512 ? threads : kDefaultEpochThreads;
+}
+
+// FUSEDMLP_CUDA_CLUSTER_EPOCH=1: epochs whose batches span 2 to kPortableClusterBlocks fused
+// tiles run as one fused_cluster_epoch_kernel launch on a thread-block cluster (compute
+// capability 9.0 and later), instead of fused_mlp_kernel and fused_reduce_kernel per step. Off
+// until a GPU times it (written 2026-11-27 without one).
+bool cluster_epoch_setting() {
+    const char* value = std::getenv("FUSEDMLP_CUDA_CLUSTER_EPOCH");
+    return value != nullptr && std::strcmp(value, "1") == 0;
 }
 
 // FUSEDMLP_CUDA_STEP_THREADS=256 or 512: the threads of fused_mlp_kernel's block (tuning and
@@ -439,6 +449,7 @@ struct CudaMlp<T>::Impl {
     int sms = 1;
     GemmOverride gemm_forced;  // test hooks of the GEMM planner
     int fused_rows = 0;        // forced fused tile rows, 0: chosen per batch size
+    bool cluster_epoch = false;  // FUSEDMLP_CUDA_CLUSTER_EPOCH on a device with clusters
 
     cudaStream_t stream = nullptr;
     // Parameters and momentum, double-buffered (see sgd.cuh); between calls buffer 0 is current.
@@ -454,6 +465,9 @@ struct CudaMlp<T>::Impl {
     int step_threads = kDefaultStepThreads;    // fused_mlp_kernel's
     FusedLayout step_layout[kTileSizes], epoch_layout[kTileSizes][2];
     bool step_ok[kTileSizes] = {}, epoch_ok[kTileSizes][2] = {};
+    // Whether fused_cluster_epoch_kernel may run a cluster of kPortableClusterBlocks blocks of
+    // each tile's epoch layout without momentum (the kernel keeps the momentum in global memory).
+    bool cluster_epoch_ok[kTileSizes] = {};
 
     // The training set, and the per-epoch uploads.
     DeviceArray<T> train_x, train_values;
@@ -512,6 +526,7 @@ struct CudaMlp<T>::Impl {
         fused_rows = forced_fused_rows();
         epoch_threads = epoch_threads_setting();
         step_threads = step_threads_setting();
+        cluster_epoch = cluster_epoch_setting() && cluster_splits_available() > 0;
         check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
         for (int p = 0; p < 2; ++p) {
             params[p].grow(param_count);
@@ -585,8 +600,54 @@ struct CudaMlp<T>::Impl {
             check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(epoch_limit)),
                   "cudaFuncSetAttribute");
+        if (cluster_epoch) plan_cluster_epoch(epoch_limit);
         fused_layout = f;
         fused_ok = true;
+    }
+
+    // fused_cluster_epoch_kernel's launch of `blocks` blocks of tile `tile`'s epoch layout.
+    template <int kThreads>
+    static void launch_cluster_epoch(const FusedArgs<T>& f, const FusedEpoch<T>& e, int blocks, std::size_t smem,
+                                     cudaStream_t stream) {
+        ClusterLaunch launch(dim3(1, 1, static_cast<unsigned>(blocks)), kThreads, stream);
+        launch.config.dynamicSmemBytes = smem;
+        // Errors reach cudaGetLastError, as those of <<< >>> launches do (see launch_tile).
+        (void)cudaLaunchKernelEx(&launch.config, fused_cluster_epoch_kernel<T, kThreads>, f, e);
+    }
+
+    // Which tiles' epoch layouts a cluster of kPortableClusterBlocks blocks can run with (the
+    // static shared memory counted in epoch_limit is the epoch kernel's, larger than this one's).
+    void plan_cluster_epoch(std::size_t epoch_limit) {
+        for (auto kernel : {fused_cluster_epoch_kernel<T, 256>, fused_cluster_epoch_kernel<T, 512>})
+            check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(epoch_limit)),
+                  "cudaFuncSetAttribute");
+        for (int i = 0; i < kTileSizes; ++i) {
+            if (!epoch_ok[i][0]) continue;
+            const FusedLayout& s = epoch_layout[i][0];
+            ClusterLaunch launch(dim3(1, 1, kPortableClusterBlocks), static_cast<unsigned>(s.threads), nullptr);
+            launch.config.dynamicSmemBytes = static_cast<std::size_t>(s.total) * sizeof(T);
+            int active = 0;
+            const cudaError_t status =
+                s.threads == 512 ? cudaOccupancyMaxActiveClusters(&active, fused_cluster_epoch_kernel<T, 512>, &launch.config)
+                                 : cudaOccupancyMaxActiveClusters(&active, fused_cluster_epoch_kernel<T, 256>, &launch.config);
+            if (status != cudaSuccess) cudaGetLastError();
+            cluster_epoch_ok[i] = status == cudaSuccess && active > 0;
+        }
+    }
+
+    // The tile (an index into kFusedTileRows) of fused_cluster_epoch_kernel for batches of up to
+    // rows_max rows: the forced one (FUSEDMLP_CUDA_FUSED_ROWS), else the smallest whose cluster
+    // has at most kPortableClusterBlocks blocks; -1 where the kernel does not apply (off, one
+    // tile, more blocks than a cluster, or no room).
+    int cluster_epoch_tile(bool use_fused, std::size_t rows_max) const {
+        if (!cluster_epoch || !use_fused || rows_max <= static_cast<std::size_t>(kFusedMaxRows)) return -1;
+        for (int i = 0; i < kTileSizes; ++i) {
+            if (fused_rows != 0 && kFusedTileRows[i] != fused_rows) continue;
+            const std::size_t blocks = (rows_max + kFusedTileRows[i] - 1) / kFusedTileRows[i];
+            if (blocks <= static_cast<std::size_t>(kPortableClusterBlocks)) return cluster_epoch_ok[i] ? i : -1;
+        }
+        return -1;
     }
 
     // The tile size (an index into kFusedTileRows) for batches of up to `rows` rows: one tile
@@ -784,8 +845,34 @@ struct CudaMlp<T>::Impl {
     // Whether the epoch runs as one fused_epoch_kernel launch: every batch (of at most rows_max
     // rows) is one fused tile and the parameters (and momentum) fit in shared memory.
     bool one_launch_epoch(bool use_fused, std::size_t rows_max, double momentum) const {
-        return use_fused && rows_max <= static_cast<std::size_t>(kFusedMaxRows) &&
-               epoch_ok[fused_tile(rows_max)][momentum != 0 ? 1 : 0];
+        return (use_fused && rows_max <= static_cast<std::size_t>(kFusedMaxRows) &&
+                epoch_ok[fused_tile(rows_max)][momentum != 0 ? 1 : 0]) ||
+               cluster_epoch_tile(use_fused, rows_max) >= 0;
+    }
+
+    // The fused epoch kernels' arguments: the layout, the data, the optimizer and the buffers.
+    void epoch_arguments(const FusedLayout& layout, std::size_t order_length, std::size_t batch_size,
+                         std::size_t steps, const SgdConfig& config, FusedArgs<T>& f, FusedEpoch<T>& e) const {
+        f = fused_layout;
+        f.s = layout;
+        f.x = train_x.get();
+        f.labels = train_labels.get();
+        f.values = train_values.get();
+        f.update.momentum = T(config.momentum);
+        f.update.weight_decay = T(config.weight_decay);
+        f.update.nesterov = config.nesterov;
+        f.control.diverged_step = control.get();
+        f.control.started = control.get() + 1;
+        f.control.lrs = lrs.get();
+        f.control.step_loss = step_loss.get();
+        e.steps = static_cast<int>(steps);
+        e.batch_size = static_cast<int>(batch_size);
+        e.order_length = static_cast<int>(order_length);
+        e.order = order.get();
+        for (int p = 0; p < 2; ++p) {
+            e.params[p] = params[p].get();
+            e.momentum[p] = momentum[p].get();
+        }
     }
 
     void enqueue_epoch(bool use_fused, std::size_t order_length, std::size_t batch_size, std::size_t steps,
@@ -793,28 +880,24 @@ struct CudaMlp<T>::Impl {
         // Every step's tiles as large as the largest batch's, for which begin_epoch reserved.
         const std::size_t rows_max = std::min(batch_size, order_length);
         const int tile = fused_tile(rows_max);
-        if (one_launch_epoch(use_fused, rows_max, config.momentum)) {
-            FusedArgs<T> f = fused_layout;
-            f.s = epoch_layout[tile][config.momentum != 0 ? 1 : 0];
-            f.x = train_x.get();
-            f.labels = train_labels.get();
-            f.values = train_values.get();
-            f.update.momentum = T(config.momentum);
-            f.update.weight_decay = T(config.weight_decay);
-            f.update.nesterov = config.nesterov;
-            f.control.diverged_step = control.get();
-            f.control.started = control.get() + 1;
-            f.control.lrs = lrs.get();
-            f.control.step_loss = step_loss.get();
+        if (const int cluster_tile = cluster_epoch_tile(use_fused, rows_max); cluster_tile >= 0) {
+            FusedArgs<T> f;
             FusedEpoch<T> e;
-            e.steps = static_cast<int>(steps);
-            e.batch_size = static_cast<int>(batch_size);
-            e.order_length = static_cast<int>(order_length);
-            e.order = order.get();
-            for (int p = 0; p < 2; ++p) {
-                e.params[p] = params[p].get();
-                e.momentum[p] = momentum[p].get();
+            epoch_arguments(epoch_layout[cluster_tile][0], order_length, batch_size, steps, config, f, e);
+            const int blocks = static_cast<int>((rows_max + f.s.rows - 1) / f.s.rows);
+            const std::size_t smem = static_cast<std::size_t>(f.s.total) * sizeof(T);
+            if (f.s.threads == 512) {
+                launch_cluster_epoch<512>(f, e, blocks, smem, stream);
+            } else {
+                launch_cluster_epoch<256>(f, e, blocks, smem, stream);
             }
+            return;
+        }
+        if (one_launch_epoch(use_fused, rows_max, config.momentum)) {
+            FusedArgs<T> f;
+            FusedEpoch<T> e;
+            epoch_arguments(epoch_layout[tile][config.momentum != 0 ? 1 : 0], order_length, batch_size, steps, config,
+                            f, e);
             const std::size_t smem = static_cast<std::size_t>(f.s.total) * sizeof(T);
             // The block the layout's products were planned for.
             if (f.s.threads == 512) {
@@ -938,6 +1021,16 @@ bool CudaMlp<T>::fused_eligible() const {
 template <class T>
 bool CudaMlp<T>::fused() const {
     return impl_->fused_on;
+}
+
+template <class T>
+std::string CudaMlp<T>::epoch_kernel(std::size_t rows, double momentum) const {
+    const Impl& m = *impl_;
+    const auto lock = impl_->settled_lock();
+    const bool use_fused = m.fused_fits(rows);
+    if (m.cluster_epoch_tile(use_fused, rows) >= 0) return "cluster";
+    if (m.one_launch_epoch(use_fused, rows, momentum)) return "block";
+    return use_fused ? "fused steps" : "tiled steps";
 }
 
 template <class T>

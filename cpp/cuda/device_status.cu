@@ -41,6 +41,7 @@ DeviceStatus device_status() {
     }
     s.ok = true;
     s.name = prop.name;
+    s.clusters = prop.major >= 9;
     return s;
 }
 

@@ -49,10 +49,11 @@ struct SgdUpdate {
 // The optimizer's step for one parameter whose current value p and momentum m_in the caller
 // has already read (so that a caller updating many parameters can issue their loads together;
 // m_in is not used without momentum):
-// lr = lrs[step], first = the optimizer's first step (see sgd_first_step).
+// lr = lrs[step], first = the optimizer's first step (see sgd_first_step). Returns the updated
+// parameter.
 template <class T>
-__device__ __forceinline__ void apply_gradient_to(const SgdUpdate<T>& u, const StepControl& c, long long index, T g,
-                                                  bool is_weight, T p, T m_in, T lr, bool first) {
+__device__ __forceinline__ T apply_gradient_to(const SgdUpdate<T>& u, const StepControl& c, long long index, T g,
+                                               bool is_weight, T p, T m_in, T lr, bool first) {
     if (is_weight && u.weight_decay != T(0)) g = g + u.weight_decay * p;
     T direction = g;
     if (u.momentum != T(0)) {
@@ -63,6 +64,7 @@ __device__ __forceinline__ void apply_gradient_to(const SgdUpdate<T>& u, const S
     const T updated = p - lr * direction;
     u.param_out[index] = updated;
     if (!dev_isfinite(updated)) mark_diverged(c);
+    return updated;
 }
 
 __device__ __forceinline__ bool sgd_first_step(const StepControl& c) { return c.step == 0 && *c.started == 0; }

@@ -23,10 +23,11 @@ source = re.sub(r"(\w+(?:<[^;{}()]*?>)?)<<<(.*?)>>>\((.*?)\);",
                 lambda m: f"emu_kernel({m.group(2)}, [fn = &{m.group(1)}, args = std::make_tuple({m.group(3)})] "
                           "{ std::apply(fn, args); });", source, flags=re.S)
 open(f"{out}/src/cuda/cuda_mlp_impl.cuh", "w").write(source)
-fused = open(f"{out}/src/cuda/fused.cuh").read()
 line = "extern __shared__ __align__(16) unsigned char fused_smem[];"
-assert line in fused, "fused.cuh: the dynamic shared-memory declaration changed; update build_emulated.sh"
-open(f"{out}/src/cuda/fused.cuh", "w").write(fused.replace(line, "unsigned char* fused_smem = g_dyn_smem;"))
+for name in ("fused.cuh", "fused_cluster.cuh"):
+    text = open(f"{out}/src/cuda/{name}").read()
+    assert line in text, f"{name}: the dynamic shared-memory declaration changed; update build_emulated.sh"
+    open(f"{out}/src/cuda/{name}", "w").write(text.replace(line, "unsigned char* fused_smem = g_dyn_smem;"))
 PY
 suffix="$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
 flags=(-std=c++20 -O1 -fPIC -w -I"$root/cpp/cuda/emulation" -I"$("$py" -c 'import pybind11; print(pybind11.get_include())')"

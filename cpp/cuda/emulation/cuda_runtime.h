@@ -13,6 +13,7 @@
 #include <barrier>
 #include <cmath>
 #include <climits>
+#include <cstdint>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -46,9 +47,19 @@ struct EmuBlock {
     double exchange[1024];
     std::atomic<int> sync_false_count{0};
     alignas(64) unsigned char shared[48 * 1024];  // FUSEDMLP_CLUSTER_SHARED
-    explicit EmuBlock(unsigned threads) : barrier(threads) {
+    // The dynamic shared memory of a block of a cluster (one of several run at once); null: the
+    // blocks run one at a time and share g_dyn_smem_single.
+    static constexpr std::size_t kDynamicBytes = 1 << 18;
+    std::unique_ptr<unsigned char[]> dynamic_storage;
+    unsigned char* dynamic = nullptr;  // 64-byte aligned, in dynamic_storage
+    EmuBlock(unsigned threads, bool own_dynamic) : barrier(threads) {
         for (unsigned w = 0; w < (threads + 31) / 32; ++w) warps.push_back(std::make_unique<std::barrier<>>(32));
         std::memset(shared, 0xFF, sizeof shared);  // NaN as floats, as device memory
+        if (own_dynamic) {
+            dynamic_storage.reset(new unsigned char[kDynamicBytes + 64]);
+            dynamic = dynamic_storage.get() + (64 - reinterpret_cast<std::uintptr_t>(dynamic_storage.get()) % 64) % 64;
+            std::memset(dynamic, 0xFF, kDynamicBytes);
+        }
     }
 };
 struct EmuCluster {
@@ -58,6 +69,10 @@ struct EmuCluster {
 inline thread_local EmuBlock* g_block;
 inline thread_local EmuCluster* g_cluster;
 inline thread_local unsigned g_cluster_rank;
+alignas(64) inline unsigned char g_dyn_smem_single[EmuBlock::kDynamicBytes];
+// The running block's dynamic shared memory (build_emulated.sh points the kernels' extern
+// __shared__ array here).
+inline thread_local unsigned char* g_dyn_smem = g_dyn_smem_single;
 inline void __syncthreads() { g_block->barrier.arrive_and_wait(); }
 inline void __syncwarp() { g_block->warps[threadIdx.x / 32]->arrive_and_wait(); }
 inline int __syncthreads_and(int predicate) {
@@ -86,10 +101,15 @@ template <class V> V __shfl_xor_sync(unsigned, V v, int offset) {
 namespace fusedmlp::cuda {
 inline void cluster_sync() { g_cluster->barrier.arrive_and_wait(); }
 inline unsigned cluster_rank() { return g_cluster_rank; }
-template <class T> const T* cluster_peer(const T* p, unsigned rank) {
-    const auto offset = reinterpret_cast<const unsigned char*>(p) - g_block->shared;
-    if (offset < 0 || offset >= static_cast<long>(sizeof(EmuBlock::shared)) || rank >= g_cluster->blocks.size()) std::abort();
-    return reinterpret_cast<const T*>(g_cluster->blocks[rank]->shared + offset);
+template <class T> T* cluster_peer(T* p, unsigned rank) {
+    if (rank >= g_cluster->blocks.size()) std::abort();
+    const auto* byte = reinterpret_cast<const unsigned char*>(p);
+    const long in_static = byte - g_block->shared;
+    if (in_static >= 0 && in_static < static_cast<long>(sizeof(EmuBlock::shared)))
+        return reinterpret_cast<T*>(g_cluster->blocks[rank]->shared + in_static);
+    const long in_dynamic = g_block->dynamic != nullptr ? byte - g_block->dynamic : -1;
+    if (in_dynamic < 0 || in_dynamic >= static_cast<long>(EmuBlock::kDynamicBytes)) std::abort();
+    return reinterpret_cast<T*>(g_cluster->blocks[rank]->dynamic + in_dynamic);
 }
 }  // namespace fusedmlp::cuda
 inline unsigned __umulhi(unsigned a, unsigned b) { return static_cast<unsigned>((static_cast<unsigned long long>(a) * b) >> 32); }
@@ -105,7 +125,7 @@ template <class F> void emu_launch(Dim3 grid, unsigned threads, F body, unsigned
     for (unsigned by = 0; by < std::max(grid.y, 1u); ++by)
         for (unsigned bx = 0; bx < grid.x; ++bx) {
             EmuCluster cluster{std::barrier<>(static_cast<std::ptrdiff_t>(threads * cluster_z)), {}};
-            for (unsigned r = 0; r < cluster_z; ++r) cluster.blocks.push_back(std::make_unique<EmuBlock>(threads));
+            for (unsigned r = 0; r < cluster_z; ++r) cluster.blocks.push_back(std::make_unique<EmuBlock>(threads, cluster_z > 1));
             std::vector<std::thread> ts;
             for (unsigned r = 0; r < cluster_z; ++r)
                 for (unsigned t = 0; t < threads; ++t)
@@ -115,6 +135,7 @@ template <class F> void emu_launch(Dim3 grid, unsigned threads, F body, unsigned
                         g_block = cluster.blocks[r].get();
                         g_cluster = &cluster;
                         g_cluster_rank = r;
+                        g_dyn_smem = cluster_z > 1 ? cluster.blocks[r]->dynamic : g_dyn_smem_single;
                         body();
                     });
             for (auto& th : ts) th.join();
@@ -139,7 +160,6 @@ enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount, cudaDevAttrMaxSharedMemory
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize, cudaFuncAttributeNonPortableClusterSizeAllowed };
 using dim3 = Dim3;
 inline std::vector<std::function<void()>>* g_capture = nullptr;
-alignas(64) inline unsigned char g_dyn_smem[1 << 18];
 inline cudaError_t cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) { std::strcpy(p->name, "CPU emulator"); p->major = 9; p->minor = 0; return cudaSuccess; }
 inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
@@ -166,7 +186,7 @@ inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 inline const char* cudaGetErrorString(cudaError_t) { return "emulated error"; }
 inline const char* cudaGetErrorName(cudaError_t) { return "cudaErrorEmulated"; }
 template <class F> cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute a, int v) {
-    if (a == cudaFuncAttributeMaxDynamicSharedMemorySize && v > (1 << 18)) std::abort();
+    if (a == cudaFuncAttributeMaxDynamicSharedMemorySize && v > static_cast<int>(EmuBlock::kDynamicBytes)) std::abort();
     return cudaSuccess;
 }
 template <class F> cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, F) { a->sharedSizeBytes = 256; return cudaSuccess; }
