@@ -526,7 +526,7 @@ struct CudaMlp<T>::Impl {
         fused_rows = forced_fused_rows();
         epoch_threads = epoch_threads_setting();
         step_threads = step_threads_setting();
-        cluster_epoch = cluster_epoch_setting() && cluster_splits_available() > 0;
+        cluster_epoch = cluster_epoch_setting() && status.clusters;
         check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
         for (int p = 0; p < 2; ++p) {
             params[p].grow(param_count);
@@ -605,7 +605,7 @@ struct CudaMlp<T>::Impl {
         fused_ok = true;
     }
 
-    // fused_cluster_epoch_kernel's launch of `blocks` blocks of tile `tile`'s epoch layout.
+    // fused_cluster_epoch_kernel on one cluster of `blocks` blocks of kThreads threads.
     template <int kThreads>
     static void launch_cluster_epoch(const FusedArgs<T>& f, const FusedEpoch<T>& e, int blocks, std::size_t smem,
                                      cudaStream_t stream) {
@@ -615,8 +615,9 @@ struct CudaMlp<T>::Impl {
         (void)cudaLaunchKernelEx(&launch.config, fused_cluster_epoch_kernel<T, kThreads>, f, e);
     }
 
-    // Which tiles' epoch layouts a cluster of kPortableClusterBlocks blocks can run with (the
-    // static shared memory counted in epoch_limit is the epoch kernel's, larger than this one's).
+    // Which tiles' epoch layouts a cluster of kPortableClusterBlocks blocks can run with. The
+    // layouts were planned within epoch_limit, fused_epoch_kernel's budget; one that does not
+    // fit this kernel's gets no active clusters here.
     void plan_cluster_epoch(std::size_t epoch_limit) {
         for (auto kernel : {fused_cluster_epoch_kernel<T, 256>, fused_cluster_epoch_kernel<T, 512>})
             check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
