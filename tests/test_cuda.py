@@ -38,8 +38,10 @@ def test_missing_module_gives_clear_error(monkeypatch):
 
 
 needs_gpu = pytest.mark.skipif(not cuda_available(), reason=f"no CUDA backend here: {cuda_unavailable_reason()}")
-needs_clusters = pytest.mark.skipif(not cuda_available() or not cuda_backend._cuda.device_has_clusters(),
-                                    reason="no thread-block clusters on this GPU (compute capability below 9.0)")
+needs_clusters = pytest.mark.skipif(
+    not cuda_available() or not cuda_backend._cuda.device_has_clusters(),
+    reason=f"no CUDA backend here: {cuda_unavailable_reason()}" if not cuda_available()
+    else "no thread-block clusters on this GPU (compute capability below 9.0)")
 
 # --- helpers ----------------------------------------------------------------------------------
 
