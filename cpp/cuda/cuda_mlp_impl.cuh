@@ -207,18 +207,19 @@ struct GemmOverride {
     bool skinny = false;
 };
 
-// A launch of `grid` in clusters of all its blocks along z (the z blocks of one output tile).
+// A launch of `grid` in clusters of all its blocks along z (the z blocks of one output tile, or
+// the blocks of fused_cluster_epoch_kernel), with smem bytes of dynamic shared memory each.
 struct ClusterLaunch {
     cudaLaunchAttribute cluster{};
     cudaLaunchConfig_t config{};
-    ClusterLaunch(dim3 grid, unsigned threads, cudaStream_t stream) {
+    ClusterLaunch(dim3 grid, unsigned threads, cudaStream_t stream, std::size_t smem = 0) {
         cluster.id = cudaLaunchAttributeClusterDimension;
         cluster.val.clusterDim.x = 1;
         cluster.val.clusterDim.y = 1;
         cluster.val.clusterDim.z = grid.z;
         config.gridDim = grid;
         config.blockDim = dim3(threads);
-        config.dynamicSmemBytes = 0;
+        config.dynamicSmemBytes = smem;
         config.stream = stream;
         config.attrs = &cluster;  // hence no copies
         config.numAttrs = 1;
@@ -609,8 +610,7 @@ struct CudaMlp<T>::Impl {
     template <int kThreads>
     static void launch_cluster_epoch(const FusedArgs<T>& f, const FusedEpoch<T>& e, int blocks, std::size_t smem,
                                      cudaStream_t stream) {
-        ClusterLaunch launch(dim3(1, 1, static_cast<unsigned>(blocks)), kThreads, stream);
-        launch.config.dynamicSmemBytes = smem;
+        const ClusterLaunch launch(dim3(1, 1, static_cast<unsigned>(blocks)), kThreads, stream, smem);
         // Errors reach cudaGetLastError, as those of <<< >>> launches do (see launch_tile).
         (void)cudaLaunchKernelEx(&launch.config, fused_cluster_epoch_kernel<T, kThreads>, f, e);
     }
@@ -626,8 +626,8 @@ struct CudaMlp<T>::Impl {
         for (int i = 0; i < kTileSizes; ++i) {
             if (!epoch_ok[i][0]) continue;
             const FusedLayout& s = epoch_layout[i][0];
-            ClusterLaunch launch(dim3(1, 1, kPortableClusterBlocks), static_cast<unsigned>(s.threads), nullptr);
-            launch.config.dynamicSmemBytes = static_cast<std::size_t>(s.total) * sizeof(T);
+            const ClusterLaunch launch(dim3(1, 1, kPortableClusterBlocks), static_cast<unsigned>(s.threads), nullptr,
+                                       static_cast<std::size_t>(s.total) * sizeof(T));
             int active = 0;
             const cudaError_t status =
                 s.threads == 512 ? cudaOccupancyMaxActiveClusters(&active, fused_cluster_epoch_kernel<T, 512>, &launch.config)

@@ -627,49 +627,94 @@ struct FusedEpoch {
     T* momentum[2] = {};
 };
 
-template <class T, int kThreads>
-__global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArgs<T> base, const FusedEpoch<T> e) {
-    extern __shared__ __align__(16) unsigned char fused_smem[];
-    T* sm = reinterpret_cast<T*>(fused_smem);
-    __shared__ double row_loss[kFusedMaxRows];
-    __shared__ int row_sample[2][kFusedMaxRows], row_label[2][kFusedMaxRows];
-    __shared__ int diverged;
-    const FusedLayout& s = base.s;
+// The samples, labels and row losses of an epoch kernel's tile (fused_epoch_kernel's, and each
+// block's of fused_cluster_epoch_kernel), in static shared memory; [step parity][row].
+struct FusedEpochRows {
+    double loss[kFusedMaxRows];
+    int sample[2][kFusedMaxRows], label[2][kFusedMaxRows];
+};
+
+// The training sample of row t of a block's tile, rows [first_row, first_row + s.rows) of step
+// `step`'s batch; -1 past the batch's end, past the tile's rows and past the epoch's last step.
+template <class T>
+__device__ __forceinline__ int fused_epoch_sample(const FusedArgs<T>& f, const FusedEpoch<T>& e, int step,
+                                                  int first_row, int t) {
+    const int start = step * e.batch_size;
+    const int batch_rows = min(e.batch_size, e.order_length - start);
+    return step < e.steps && t < f.s.rows && first_row + t < batch_rows ? e.order[start + first_row + t] : -1;
+}
+
+template <class T>
+__device__ __forceinline__ int fused_epoch_label(const FusedArgs<T>& f, int sample) {
+    return f.loss == kCrossEntropy && sample >= 0 ? f.labels[sample] : 0;
+}
+
+// Before an epoch kernel's first step: the first batch's samples, labels and inputs of a block's
+// tile starting at row first_row. Ends with a barrier.
+template <int kThreads, class T>
+__device__ __forceinline__ void fused_epoch_first_rows(const FusedArgs<T>& f, T* sm, const FusedEpoch<T>& e, int first_row,
+                                       FusedEpochRows& rows) {
     const int t = threadIdx.x;
-    const bool momentum = base.update.momentum != T(0);
-    for (int l = 0; l < s.layers; ++l) {
-        fused_copy_layer<kThreads>(base, sm, l, e.params[0], 0, true);
-        if (momentum) fused_copy_layer<kThreads>(base, sm, l, e.momentum[0], s.momentum_delta, true);
+    if (t < f.s.rows) {
+        const int sample = fused_epoch_sample(f, e, 0, first_row, t);
+        rows.sample[0][t] = sample;
+        rows.label[0][t] = fused_epoch_label(f, sample);
     }
-    const bool started = *base.control.started != 0;
-    const bool cross_entropy = base.loss == kCrossEntropy;
-    if (t < s.rows) {
-        const int valid = min(e.batch_size, e.order_length);
-        const int sample = t < valid ? e.order[t] : -1;
-        row_sample[0][t] = sample;
-        row_label[0][t] = cross_entropy && sample >= 0 ? base.labels[sample] : 0;
-    }
-    if (t == 0) diverged = 0;
     __syncthreads();
-    fused_gather_inputs<kThreads>(base, sm + s.act[0], row_sample[0], true);
+    fused_gather_inputs<kThreads>(f, sm + f.s.act[0], rows.sample[0], true);
     async_copy_commit();
     async_copy_wait_all();
     __syncthreads();
+}
 
-    const FusedArgs<T>& f = base;
+// An epoch kernel's step `step` on a block's tile (`valid` rows from row first_row of a batch of
+// batch_rows) up to its loss: the forward pass from `input` and fused_loss, while the next
+// step's samples (into rows.sample, read after fused_loss's barrier) and labels (next_label, for
+// the caller to store) are read. Returns the tile's summed row losses on every thread.
+template <int kThreads, class T>
+__device__ __forceinline__ double fused_epoch_forward_and_loss(const FusedArgs<T>& f, T* sm, const FusedEpoch<T>& e, int step,
+                                               int first_row, int batch_rows, int valid, T whole_batch_scale,
+                                               const T* input, FusedEpochRows& rows, int& next_label) {
+    const FusedLayout& s = f.s;
+    const int t = threadIdx.x, cur = step & 1;
+    // Requested now, needed only after the forward pass.
+    const int next_sample = fused_epoch_sample(f, e, step + 1, first_row, t);
+    for (int l = 0; l < s.layers; ++l) {
+        fused_forward_layer<kThreads>(f, sm, l, l == 0 ? input : sm + s.act[l], valid);
+        __syncthreads();
+    }
+    if (t < s.rows) rows.sample[cur ^ 1][t] = next_sample;
+    next_label = fused_epoch_label(f, next_sample);
+    // Every batch but perhaps the last is whole.
+    const T scale = batch_rows == e.batch_size ? whole_batch_scale : fused_loss_scale(f, batch_rows);
+    return fused_loss<kThreads>(f, sm, scale, valid, rows.sample[cur], rows.label[cur], rows.loss);
+}
+
+template <class T, int kThreads>
+__global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArgs<T> f, const FusedEpoch<T> e) {
+    extern __shared__ __align__(16) unsigned char fused_smem[];
+    T* sm = reinterpret_cast<T*>(fused_smem);
+    __shared__ FusedEpochRows rows;
+    __shared__ int diverged;
+    const FusedLayout& s = f.s;
+    const int t = threadIdx.x;
+    const bool momentum = f.update.momentum != T(0);
+    for (int l = 0; l < s.layers; ++l) {
+        fused_copy_layer<kThreads>(f, sm, l, e.params[0], 0, true);
+        if (momentum) fused_copy_layer<kThreads>(f, sm, l, e.momentum[0], s.momentum_delta, true);
+    }
+    const bool started = *f.control.started != 0;
+    if (t == 0) diverged = 0;
+    fused_epoch_first_rows<kThreads>(f, sm, e, 0, rows);
+
     const T whole_batch_scale = fused_loss_scale(f, e.batch_size);
     for (int step_index = 0; step_index < e.steps; ++step_index) {
         const int cur = step_index & 1;
-        const int start = step_index * e.batch_size;
-        const int valid = min(e.batch_size, e.order_length - start);
-        const bool has_next = step_index + 1 < e.steps;
-        const int next_valid = has_next ? min(e.batch_size, e.order_length - start - e.batch_size) : 0;
-        // Requested now, needed only after the forward pass.
-        const int next_sample = t < next_valid ? e.order[start + e.batch_size + t] : -1;
+        const int valid = min(e.batch_size, e.order_length - step_index * e.batch_size);
         FusedStep<T> step;
-        step.control = base.control;
+        step.control = f.control;
         step.control.step = step_index;
-        step.lr = T(base.control.lrs[step_index]);
+        step.lr = T(f.control.lrs[step_index]);
         step.first = step_index == 0 && !started;
         step.diverged = &diverged;
         step.params_out = e.params[cur ^ 1];
@@ -677,15 +722,9 @@ __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArg
         T* input = sm + (cur == 0 ? s.act[0] : s.input2);
         T* next_input = sm + (cur == 0 ? s.input2 : s.act[0]);
 
-        for (int l = 0; l < s.layers; ++l) {
-            fused_forward_layer<kThreads>(f, sm, l, l == 0 ? input : sm + s.act[l], valid);
-            __syncthreads();
-        }
-        if (t < s.rows) row_sample[cur ^ 1][t] = next_sample;
-        const int next_label = cross_entropy && next_sample >= 0 ? base.labels[next_sample] : 0;
-        // Every batch but perhaps the last is whole.
-        const T scale = valid == e.batch_size ? whole_batch_scale : fused_loss_scale(f, valid);
-        const double total = fused_loss<kThreads>(f, sm, scale, valid, row_sample[cur], row_label[cur], row_loss);
+        int next_label = 0;
+        const double total = fused_epoch_forward_and_loss<kThreads>(f, sm, e, step_index, 0, valid, valid,
+                                                                    whole_batch_scale, input, rows, next_label);
         if (t == 0) {
             const double value = total / loss_divisor(f.loss, valid, s.sizes[s.layers]);
             f.control.step_loss[step_index] = value;
@@ -693,9 +732,9 @@ __global__ void __launch_bounds__(kThreads, 1) fused_epoch_kernel(const FusedArg
         }
         if (!isfinite(total)) break;  // the same value on every thread
         // fused_loss's barrier made the next samples visible: gather their inputs meanwhile.
-        if (has_next) fused_gather_inputs<kThreads>(f, next_input, row_sample[cur ^ 1], true);
+        if (step_index + 1 < e.steps) fused_gather_inputs<kThreads>(f, next_input, rows.sample[cur ^ 1], true);
         async_copy_commit();
-        if (t < s.rows) row_label[cur ^ 1][t] = next_label;
+        if (t < s.rows) rows.label[cur ^ 1][t] = next_label;
         // The last layer's barrier also makes the next inputs and labels visible.
         for (int l = s.layers - 1; l >= 0; --l)
             fused_backward_layer<kSinkResident, kThreads>(f, sm, step, l, l == 0 ? input : sm + s.act[l], l == 0);

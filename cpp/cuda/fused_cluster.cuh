@@ -25,16 +25,10 @@ namespace fusedmlp::cuda {
 // Each block's own state beside the layout. In static shared memory, which the emulator gives
 // every block of a cluster its own copy of.
 struct ClusterEpochState {
-    double row_loss[kFusedMaxRows];
+    FusedEpochRows rows;
     double block_loss;  // the sum of this block's rows' losses in the current step
-    int row_sample[2][kFusedMaxRows], row_label[2][kFusedMaxRows];
     int diverged;  // set in every block by a block that made a non-finite update
 };
-
-// Block `rank`'s rows of a batch of batch_rows rows in tiles of `rows`.
-__device__ __forceinline__ int cluster_block_rows(int batch_rows, unsigned rank, int rows) {
-    return max(0, min(rows, batch_rows - static_cast<int>(rank) * rows));
-}
 
 // The update of the parameters this block owns (see above), after the cluster barrier that
 // follows every block's backward pass. Returns whether every update was finite.
@@ -89,61 +83,38 @@ __device__ bool cluster_update_owned(const FusedArgs<T>& f, T* sm, const FusedEp
 }
 
 template <class T, int kThreads>
-__global__ void __launch_bounds__(kThreads, 1) fused_cluster_epoch_kernel(const FusedArgs<T> base, const FusedEpoch<T> e) {
+__global__ void __launch_bounds__(kThreads, 1) fused_cluster_epoch_kernel(const FusedArgs<T> f, const FusedEpoch<T> e) {
     extern __shared__ __align__(16) unsigned char fused_smem[];
 #if defined(FUSEDMLP_CUDA_CLUSTERS)
     T* sm = reinterpret_cast<T*>(fused_smem);
     FUSEDMLP_CLUSTER_SHARED(ClusterEpochState, state, 1);
     ClusterEpochState& st = state[0];
-    const FusedArgs<T>& f = base;
     const FusedLayout& s = f.s;
     const int t = threadIdx.x;
     const unsigned rank = cluster_rank(), blocks = gridDim.z;
-    const bool cross_entropy = f.loss == kCrossEntropy;
+    const int first_row = static_cast<int>(rank) * s.rows;  // this block's tile of every batch
     for (int l = 0; l < s.layers; ++l) fused_copy_layer<kThreads>(f, sm, l, e.params[0], 0, true);
     const bool started = *f.control.started != 0;
-    if (t < s.rows) {
-        const int valid = cluster_block_rows(min(e.batch_size, e.order_length), rank, s.rows);
-        const int sample = t < valid ? e.order[rank * s.rows + t] : -1;
-        st.row_sample[0][t] = sample;
-        st.row_label[0][t] = cross_entropy && sample >= 0 ? f.labels[sample] : 0;
-    }
     if (t == 0) st.diverged = 0;
-    __syncthreads();
-    fused_gather_inputs<kThreads>(f, sm + s.act[0], st.row_sample[0], true);
-    async_copy_commit();
-    async_copy_wait_all();
-    __syncthreads();
+    fused_epoch_first_rows<kThreads>(f, sm, e, first_row, st.rows);
 
     const T whole_batch_scale = fused_loss_scale(f, e.batch_size);
     FusedStep<T> partial_step;  // kSinkPartial needs nothing of the step
     for (int step_index = 0; step_index < e.steps; ++step_index) {
         const int cur = step_index & 1;
-        const int start = step_index * e.batch_size;
-        const int batch_rows = min(e.batch_size, e.order_length - start);
-        const int valid = cluster_block_rows(batch_rows, rank, s.rows);
-        const bool has_next = step_index + 1 < e.steps;
-        const int next_valid =
-            has_next ? cluster_block_rows(min(e.batch_size, e.order_length - start - e.batch_size), rank, s.rows) : 0;
-        // Requested now, needed only after the forward pass.
-        const int next_sample = t < next_valid ? e.order[start + e.batch_size + rank * s.rows + t] : -1;
+        const int batch_rows = min(e.batch_size, e.order_length - step_index * e.batch_size);
+        const int valid = max(0, min(s.rows, batch_rows - first_row));
         T* input = sm + (cur == 0 ? s.act[0] : s.input2);
         T* next_input = sm + (cur == 0 ? s.input2 : s.act[0]);
 
-        for (int l = 0; l < s.layers; ++l) {
-            fused_forward_layer<kThreads>(f, sm, l, l == 0 ? input : sm + s.act[l], valid);
-            __syncthreads();
-        }
-        if (t < s.rows) st.row_sample[cur ^ 1][t] = next_sample;
-        const int next_label = cross_entropy && next_sample >= 0 ? f.labels[next_sample] : 0;
-        const T scale = batch_rows == e.batch_size ? whole_batch_scale : fused_loss_scale(f, batch_rows);
-        const double block_total =
-            fused_loss<kThreads>(f, sm, scale, valid, st.row_sample[cur], st.row_label[cur], st.row_loss);
+        int next_label = 0;
+        const double block_total = fused_epoch_forward_and_loss<kThreads>(
+            f, sm, e, step_index, first_row, batch_rows, valid, whole_batch_scale, input, st.rows, next_label);
         if (t == 0) st.block_loss = block_total;
         // fused_loss's barrier made the next samples visible: gather their inputs meanwhile.
-        if (has_next) fused_gather_inputs<kThreads>(f, next_input, st.row_sample[cur ^ 1], true);
+        if (step_index + 1 < e.steps) fused_gather_inputs<kThreads>(f, next_input, st.rows.sample[cur ^ 1], true);
         async_copy_commit();
-        if (t < s.rows) st.row_label[cur ^ 1][t] = next_label;
+        if (t < s.rows) st.rows.label[cur ^ 1][t] = next_label;
         for (int l = s.layers - 1; l >= 0; --l)
             fused_backward_layer<kSinkPartial, kThreads>(f, sm, partial_step, l, l == 0 ? input : sm + s.act[l],
                                                          l == 0);
