@@ -583,7 +583,7 @@ GEMM_SIZES = [[100, 132, 67, 12], [99, 130, 68, 12]]
 
 @needs_gpu
 @pytest.mark.parametrize("split", ["1", "3"])
-@pytest.mark.parametrize("tile", ["128", "64", "64w"])
+@pytest.mark.parametrize("tile", ["128", "64", "64w", "128t128", "128x256"])
 @pytest.mark.parametrize("sizes", GEMM_SIZES)
 def test_gemm_tiles_and_splits_match_reference(sizes, tile, split, monkeypatch):
     monkeypatch.setenv("FUSEDMLP_CUDA_TILE", tile)
@@ -604,7 +604,9 @@ def test_gemm_tiles_and_splits_match_reference(sizes, tile, split, monkeypatch):
 @needs_gpu
 @pytest.mark.parametrize("tile,split,dtype", [("128", "1", np.float32), ("128", "3", np.float32),
                                               ("64", "1", np.float32), ("64w", "1", np.float32),
-                                              ("64w", "3", np.float32), ("128", "1", np.float64)])
+                                              ("64w", "3", np.float32), ("128t128", "1", np.float32),
+                                              ("128t128", "3", np.float32), ("128x256", "1", np.float32),
+                                              ("128x256", "3", np.float32), ("128", "1", np.float64)])
 def test_gemm_blocks_inside_and_at_the_edges_match_reference(tile, split, dtype, monkeypatch):
     """Blocks whose tiles all lie inside the operands run gemm_kernel's pipelined loop, the
     others its plain one. Widths that are multiples of 16 put most blocks of each product kind

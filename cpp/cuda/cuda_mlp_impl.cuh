@@ -131,9 +131,26 @@ using TileF128 = GemmTile<float, 128, 128, 8, 8, 8, 2>;
 using TileF64 = GemmTile<float, 64, 64, 8, 8, 8, 6>;
 using TileF64Warps = GemmTile<float, 64, 64, 16, 4, 4, 3>;
 using TileD64 = GemmTile<double, 64, 64, 8, 4, 4, 2>;
+// Candidates for the big products, run only when forced (FUSEDMLP_CUDA_TILE=128t128 or 128x256)
+// until timed on a GPU: 8 x 16 outputs per thread (twice the multiply-adds per shared-memory
+// read and per barrier), in 128 x 128 blocks of 128 threads, two per SM (the shape of cuBLAS's
+// SIMT sgemm, 64 x 64 outputs per warp), or in 128 x 256 blocks of 256 threads, one per SM.
+// Up to 255 registers per thread, no spills (ptxas, sm_90).
+using TileF128Threads128 = GemmTile<float, 128, 128, 8, 8, 16, 2>;
+using TileF128x256 = GemmTile<float, 128, 256, 8, 8, 16, 1>;
 
-// The float tiles first, then the double one.
-enum GemmTileId : int { kTileF128, kTileF64, kTileF64Warps, kTileD64, kTileCount };
+// The float tiles the planner chooses from, then those it takes only when forced, then the
+// double one.
+enum GemmTileId : int {
+    kTileF128,
+    kTileF64,
+    kTileF64Warps,
+    kTileF128Threads128,
+    kTileF128x256,
+    kTileD64,
+    kTileCount
+};
+constexpr int kLastPlannedFloatTile = kTileF64Warps;
 
 // What the planner assumes of each tile shape: its edges and K step, warps per block, blocks
 // resident per SM, and its throughput per SM relative to TileF128 once the SM has enough warps
@@ -150,6 +167,8 @@ constexpr TileModel kTileModels[kTileCount] = {
     {128, 128, 8, 8, 2, 1.0, TileF128::kClusterSum},
     {64, 64, 8, 2, 6, 0.9, TileF64::kClusterSum},
     {64, 64, 16, 8, 3, 0.75, TileF64Warps::kClusterSum},
+    {128, 128, 8, 4, 2, 1.0, TileF128Threads128::kClusterSum},
+    {128, 256, 8, 8, 1, 1.0, TileF128x256::kClusterSum},
     {64, 64, 8, 8, 2, 1.0, TileD64::kClusterSum},
 };
 
@@ -191,8 +210,8 @@ int step_threads_setting() {
     return threads == 256 || threads == 512 ? threads : kDefaultStepThreads;
 }
 
-// Test and tuning hooks: FUSEDMLP_CUDA_TILE=128, 64 or 64w forces one tile shape of the float
-// GEMMs; FUSEDMLP_CUDA_SPLIT=s splits every product whose K allows it into (about) s ranges of
+// Test and tuning hooks: FUSEDMLP_CUDA_TILE=128, 64, 64w, 128t128 or 128x256 forces one tile
+// shape of the float GEMMs; FUSEDMLP_CUDA_SPLIT=s splits every product whose K allows it into (about) s ranges of
 // K; FUSEDMLP_CUDA_PLAN_WARPS=w plans as if an SM needed w resident warps to run at full rate
 // (the cost model's kSaturatingWarps, below); FUSEDMLP_CUDA_SPLIT_SUM=cluster adds the ranges
 // of a split across a thread-block cluster where the tile and the device allow
@@ -268,6 +287,8 @@ GemmOverride gemm_override() {
         if (std::strcmp(tile, "128") == 0) o.tile = kTileF128;
         if (std::strcmp(tile, "64") == 0) o.tile = kTileF64;
         if (std::strcmp(tile, "64w") == 0) o.tile = kTileF64Warps;
+        if (std::strcmp(tile, "128t128") == 0) o.tile = kTileF128Threads128;
+        if (std::strcmp(tile, "128x256") == 0) o.tile = kTileF128x256;
     }
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
@@ -348,9 +369,9 @@ GemmPlan plan_gemm(long long M, long long N, long long K, int sms, const GemmOve
         return true;
     };
     const long long max_splits = std::max(1LL, std::min(kMaxSplits, split_limit(sms) / std::max(M * N, 1LL)));
-    const int first = is_float ? kTileF128 : kTileD64, last = is_float ? kTileF64Warps : kTileD64;
+    int first = is_float ? kTileF128 : kTileD64, last = is_float ? kLastPlannedFloatTile : kTileD64;
+    if (is_float && forced.tile >= 0) first = last = forced.tile;
     for (int tile = first; tile <= last; ++tile) {
-        if (is_float && forced.tile >= 0 && tile != forced.tile) continue;
         if (forced.splits > 0) {
             if (!consider(tile, std::min<long long>(forced.splits, max_splits))) consider(tile, 1);
             continue;
@@ -425,6 +446,8 @@ void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaSt
         switch (plan.tile) {
             case kTileF128: launch_tile<TileF128, KIND>(g, plan.splits, stream); break;
             case kTileF64: launch_tile<TileF64, KIND>(g, plan.splits, stream); break;
+            case kTileF128Threads128: launch_tile<TileF128Threads128, KIND>(g, plan.splits, stream); break;
+            case kTileF128x256: launch_tile<TileF128x256, KIND>(g, plan.splits, stream); break;
             default: launch_tile<TileF64Warps, KIND>(g, plan.splits, stream); break;
         }
     } else {
