@@ -371,6 +371,23 @@ def test_cluster_epoch_kernel_matches_the_step_kernels_and_the_reference(rows, b
 
 
 @needs_clusters
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cluster_epoch_kernel_splits_batches_of_one_tile_on_request(dtype, monkeypatch):
+    """FUSEDMLP_CUDA_CLUSTER_EPOCH=2: a batch of 20 rows, which fused_epoch_kernel would take on
+    one block, runs on a cluster of 3 blocks of 8 rows (the last batch's 6 rows on one of them),
+    on the reference's trajectory; a batch of 8 rows still takes one block."""
+    monkeypatch.setenv("FUSEDMLP_CUDA_CLUSTER_EPOCH", "2")
+    sizes, n = [9, 40, 24, 6], 146
+    X, y = make_data(sizes, "cross_entropy", n, dtype)
+    net, weights, biases = make_net(sizes, "gelu", "cross_entropy", dtype, "fused")
+    assert net._net.epoch_kernel(8, 0.9) == "block"
+    assert net._net.epoch_kernel(20, 0.9) == "cluster"
+    orders, lrs = epoch_plan(n, 20, False, 2, 0.1)
+    assert_epochs_match_reference(net, weights, biases, "gelu", "cross_entropy", X, y,
+                                  orders, lrs, 20, dtype, 0.9, True, 1e-3)
+
+
+@needs_clusters
 def test_cluster_epoch_kernel_applies_no_divergent_step(monkeypatch):
     """A step whose updates are not finite (lr = inf at step 5 of 8) is applied neither to the
     state the host keeps nor further: the state after the first five steps; and a non-finite

@@ -192,11 +192,17 @@ int epoch_threads_setting() {
 
 // FUSEDMLP_CUDA_CLUSTER_EPOCH=1: epochs whose batches span 2 to kPortableClusterBlocks fused
 // tiles run as one fused_cluster_epoch_kernel launch on a thread-block cluster (compute
-// capability 9.0 and later), instead of fused_mlp_kernel and fused_reduce_kernel per step. Off
-// until a GPU times it (written 2026-11-27 without one).
-bool cluster_epoch_setting() {
+// capability 9.0 and later), instead of fused_mlp_kernel and fused_reduce_kernel per step;
+// =2: batches of one tile too, when they span several of the smallest tile, instead of
+// fused_epoch_kernel on one block (fewer rows per block, at the cost of two cluster barriers
+// and a sum across blocks per step). Off until a GPU times it (written 2026-11-27 without one).
+enum ClusterEpochMode : int { kClusterEpochOff, kClusterEpochManyTiles, kClusterEpochAnyBatch };
+ClusterEpochMode cluster_epoch_setting() {
     const char* value = std::getenv("FUSEDMLP_CUDA_CLUSTER_EPOCH");
-    return value != nullptr && std::strcmp(value, "1") == 0;
+    if (value == nullptr) return kClusterEpochOff;
+    if (std::strcmp(value, "1") == 0) return kClusterEpochManyTiles;
+    if (std::strcmp(value, "2") == 0) return kClusterEpochAnyBatch;
+    return kClusterEpochOff;
 }
 
 // FUSEDMLP_CUDA_STEP_THREADS=256 or 512: the threads of fused_mlp_kernel's block (tuning and
@@ -473,7 +479,7 @@ struct CudaMlp<T>::Impl {
     int sms = 1;
     GemmOverride gemm_forced;  // test hooks of the GEMM planner
     int fused_rows = 0;        // forced fused tile rows, 0: chosen per batch size
-    bool cluster_epoch = false;  // FUSEDMLP_CUDA_CLUSTER_EPOCH on a device with clusters
+    ClusterEpochMode cluster_epoch = kClusterEpochOff;  // FUSEDMLP_CUDA_CLUSTER_EPOCH on a device with clusters
 
     cudaStream_t stream = nullptr;
     // Parameters and momentum, double-buffered (see sgd.cuh); between calls buffer 0 is current.
@@ -550,7 +556,7 @@ struct CudaMlp<T>::Impl {
         fused_rows = forced_fused_rows();
         epoch_threads = epoch_threads_setting();
         step_threads = step_threads_setting();
-        cluster_epoch = cluster_epoch_setting() && status.clusters;
+        cluster_epoch = status.clusters ? cluster_epoch_setting() : kClusterEpochOff;
         check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
         for (int p = 0; p < 2; ++p) {
             params[p].grow(param_count);
@@ -624,7 +630,7 @@ struct CudaMlp<T>::Impl {
             check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(epoch_limit)),
                   "cudaFuncSetAttribute");
-        if (cluster_epoch) plan_cluster_epoch(epoch_limit);
+        if (cluster_epoch != kClusterEpochOff) plan_cluster_epoch(epoch_limit);
         fused_layout = f;
         fused_ok = true;
     }
@@ -662,13 +668,15 @@ struct CudaMlp<T>::Impl {
 
     // The tile (an index into kFusedTileRows) of fused_cluster_epoch_kernel for batches of up to
     // rows_max rows: the forced one (FUSEDMLP_CUDA_FUSED_ROWS), else the smallest whose cluster
-    // has at most kPortableClusterBlocks blocks; -1 where the kernel does not apply (off, one
-    // tile, more blocks than a cluster, or no room).
+    // has at most kPortableClusterBlocks blocks; -1 where the kernel does not apply (off, a batch
+    // of one tile unless kClusterEpochAnyBatch, one block, more blocks than a cluster, or no room).
     int cluster_epoch_tile(bool use_fused, std::size_t rows_max) const {
-        if (!cluster_epoch || !use_fused || rows_max <= static_cast<std::size_t>(kFusedMaxRows)) return -1;
+        if (cluster_epoch == kClusterEpochOff || !use_fused) return -1;
+        if (cluster_epoch == kClusterEpochManyTiles && rows_max <= static_cast<std::size_t>(kFusedMaxRows)) return -1;
         for (int i = 0; i < kTileSizes; ++i) {
             if (fused_rows != 0 && kFusedTileRows[i] != fused_rows) continue;
             const std::size_t blocks = (rows_max + kFusedTileRows[i] - 1) / kFusedTileRows[i];
+            if (blocks < 2) return -1;
             if (blocks <= static_cast<std::size_t>(kPortableClusterBlocks)) return cluster_epoch_ok[i] ? i : -1;
         }
         return -1;
