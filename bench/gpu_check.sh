@@ -71,10 +71,11 @@ main() {
 
     # The CUDA tests again under each hook that changes how kernels run, not what they compute
     # (GPU_CHECK_TEST_HOOKS, space-separated VARIABLE=value, several joined by "+"; by default the
-    # cluster sums, the skinny input gradients and the cluster epochs, batches of one tile
-    # included, together): results must not change.
+    # cluster sums, the skinny input gradients, the cluster epochs, batches of one tile
+    # included, the weight gradients' own stream and dependent launches, together): results must
+    # not change.
     local variant
-    for variant in ${GPU_CHECK_TEST_HOOKS-FUSEDMLP_CUDA_SPLIT_SUM=cluster+FUSEDMLP_CUDA_SKINNY=1+FUSEDMLP_CUDA_CLUSTER_EPOCH=2}; do
+    for variant in ${GPU_CHECK_TEST_HOOKS-FUSEDMLP_CUDA_SPLIT_SUM=cluster+FUSEDMLP_CUDA_SKINNY=1+FUSEDMLP_CUDA_CLUSTER_EPOCH=2+FUSEDMLP_CUDA_WGRAD_STREAM=1+FUSEDMLP_CUDA_PDL=1}; do
       step "tests/test_cuda.py with $variant"
       env ${variant//+/ } timeout 150 "$PY" -m pytest -q -p no:cacheprovider --tb=short -rfE --maxfail=25 tests/test_cuda.py \
         || status=1
@@ -132,6 +133,8 @@ main() {
     step "tuning hooks, fusedmlp only"
     local hooks="${GPU_CHECK_HOOKS:-FUSEDMLP_CUDA_CLUSTER_EPOCH=1@small FUSEDMLP_CUDA_CLUSTER_EPOCH=2@tiny
       FUSEDMLP_CUDA_TILE=128t128@huge FUSEDMLP_CUDA_TILE=128x256@huge
+      FUSEDMLP_CUDA_WGRAD_STREAM=1@mnist,wide,huge FUSEDMLP_CUDA_PDL=1@small,mnist,wide
+      FUSEDMLP_CUDA_WGRAD_STREAM=1+FUSEDMLP_CUDA_PDL=1+FUSEDMLP_CUDA_SPLIT_SUM=cluster+FUSEDMLP_CUDA_SKINNY=1@mnist,wide
       FUSEDMLP_CUDA_SPLIT_SUM=cluster@mnist,wide FUSEDMLP_CUDA_SKINNY=1@mnist,wide
       FUSEDMLP_CUDA_SPLIT_SUM=cluster+FUSEDMLP_CUDA_SKINNY=1@mnist,wide
       FUSEDMLP_CUDA_PLAN_WARPS=8@mnist,wide,huge FUSEDMLP_CUDA_PLAN_WARPS=24@mnist,wide

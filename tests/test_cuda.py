@@ -640,18 +640,19 @@ def test_gemm_blocks_inside_and_at_the_edges_match_reference(tile, split, dtype,
     assert_epochs_match_reference(net, weights, biases, "tanh", "cross_entropy", X, y, orders, lrs, 256, dtype, 0.9)
 
 
-def assert_hook_keeps_parameters(variable, off, on, sizes, activation, loss, dtype, n, batch_size, monkeypatch):
-    """Two epochs of the tiled path with variable=off, then with variable=on held to the
-    reference: the same parameters bit for bit."""
+def assert_hook_keeps_parameters(variable, off, on, sizes, activation, loss, dtype, n, batch_size, monkeypatch,
+                                 path="tiled"):
+    """Two epochs of the path with variable=off, then with variable=on held to the reference:
+    the same parameters bit for bit."""
     X, y = make_data(sizes, loss, n, dtype)
     orders, lrs = epoch_plan(n, batch_size, False, 2, 0.05)
     monkeypatch.setenv(variable, off)
-    net, _, _ = make_net(sizes, activation, loss, dtype, "tiled")
+    net, _, _ = make_net(sizes, activation, loss, dtype, path)
     for order, rates in zip(orders, lrs):
         net.train_epoch(X, y, order, batch_size, False, rates, 0.9, False, 0.0)
     want = sum(net.get_parameters(), [])
     monkeypatch.setenv(variable, on)
-    net, weights, biases = make_net(sizes, activation, loss, dtype, "tiled")
+    net, weights, biases = make_net(sizes, activation, loss, dtype, path)
     assert_epochs_match_reference(net, weights, biases, activation, loss, X, y, orders, lrs, batch_size, dtype, 0.9)
     for got, expected in zip(sum(net.get_parameters(), []), want):
         np.testing.assert_array_equal(got, expected)
@@ -671,6 +672,47 @@ def test_split_summed_across_a_cluster_matches_the_finish_kernel_bit_for_bit(siz
     monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", split)
     assert_hook_keeps_parameters("FUSEDMLP_CUDA_SPLIT_SUM", "kernel", "cluster", sizes, "tanh", "cross_entropy",
                                  np.float32, 356, 128, monkeypatch)
+
+
+@needs_gpu
+@pytest.mark.parametrize("graphs,split,dtype", [("1", "1", np.float32), ("0", "1", np.float32),
+                                                ("1", "3", np.float32), ("1", "1", np.float64)])
+def test_weight_gradients_on_their_own_stream_match_bit_for_bit(graphs, split, dtype, monkeypatch):
+    """FUSEDMLP_CUDA_WGRAD_STREAM=1: each layer's weight gradient and update run on a second
+    stream beside the next input gradient, which writes its dZ over Z. The same sums, so the
+    same parameters bit for bit, in a CUDA graph and without, split along K or not (each
+    stream with its own workspace); and loss_and_grad through the same backward pass. (The
+    emulator runs the second stream's work as late as its events allow: a dZ overwritten
+    before its weight gradient read it would show here.)"""
+    monkeypatch.setenv("FUSEDMLP_CUDA_GRAPHS", graphs)
+    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", split)
+    sizes = [144, 256, 160, 12]
+    monkeypatch.setenv("FUSEDMLP_CUDA_WGRAD_STREAM", "1")
+    net, weights, biases = make_net(sizes, "tanh", "cross_entropy", dtype, "tiled")
+    X, y = make_data(sizes, "cross_entropy", 100, dtype)
+    assert_loss_and_grad_match_reference(net, weights, biases, "tanh", "cross_entropy", X, y, dtype,
+                                         1e-12 if dtype == np.float64 else 1e-5)
+    assert_hook_keeps_parameters("FUSEDMLP_CUDA_WGRAD_STREAM", "0", "1", sizes, "tanh", "cross_entropy", dtype,
+                                 356, 128, monkeypatch)
+
+
+@needs_gpu
+@pytest.mark.parametrize("path,split,sum_,skinny", [("tiled", "1", "kernel", "0"), ("tiled", "3", "kernel", "0"),
+                                                    ("tiled", "3", "cluster", "1"), ("fused", "1", "kernel", "0")])
+def test_dependent_launches_change_no_result(path, split, sum_, skinny, monkeypatch):
+    """FUSEDMLP_CUDA_PDL=1: every kernel of a step starts as a programmatic dependent of the one
+    before it (compute capability 9.0 and later; elsewhere the hook does nothing) and waits for
+    it before touching memory: the same parameters bit for bit, for the GEMMs, their split sums
+    (by kernel or across a cluster), the skinny input gradients, the loss, and the fused path's
+    step and sum kernels (40 rows in 5 tiles of 8)."""
+    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT", split)
+    monkeypatch.setenv("FUSEDMLP_CUDA_SPLIT_SUM", sum_)
+    monkeypatch.setenv("FUSEDMLP_CUDA_SKINNY", skinny)
+    monkeypatch.setenv("FUSEDMLP_CUDA_FUSED_ROWS", "8")
+    sizes = [144, 256, 160, 12] if path == "tiled" else [9, 40, 24, 6]
+    batch_size = 128 if path == "tiled" else 40
+    assert_hook_keeps_parameters("FUSEDMLP_CUDA_PDL", "0", "1", sizes, "tanh", "cross_entropy", np.float32,
+                                 356, batch_size, monkeypatch, path)
 
 
 @needs_gpu

@@ -205,6 +205,19 @@ ClusterEpochMode cluster_epoch_setting() {
     return kClusterEpochOff;
 }
 
+// FUSEDMLP_CUDA_WGRAD_STREAM=1: the tiled path's weight gradients (and updates) run on a second
+// stream, each beside the next input gradient instead of after it: the two products of a layer
+// need the same dZ and write different buffers (the update writes the step's other parameter
+// buffer), so the backward pass becomes two chains that share the GPU, where each product
+// alone leaves SMs idle (mid-size layers: mnist, wide). Each input gradient then writes its dZ
+// over the Z it was computed from (element by element, Z read first), so that a weight gradient
+// still reading one layer's dZ is not overwritten by the next. Off until a GPU times it
+// (written 2026-11-27 without one).
+bool wgrad_stream_setting() {
+    const char* value = std::getenv("FUSEDMLP_CUDA_WGRAD_STREAM");
+    return value != nullptr && std::strcmp(value, "1") == 0;
+}
+
 // FUSEDMLP_CUDA_STEP_THREADS=256 or 512: the threads of fused_mlp_kernel's block (tuning and
 // tests); else kDefaultStepThreads. 512 measured faster on an H100 (small, 64-128-128-10 batch
 // 64: 2.047M against 1.844M samples/s in one session; narrow 34.2M against 33.8M): like the
@@ -223,35 +236,63 @@ int step_threads_setting() {
 // of a split across a thread-block cluster where the tile and the device allow
 // (gemm_kernel's cluster_sum), instead of in splitk_finish_kernel; FUSEDMLP_CUDA_SKINNY=1 takes
 // input gradients of at most kSkinnyMaxK terms per sum (the output layer's) through
-// skinny_input_grad_kernel instead of the tiled GEMM.
+// skinny_input_grad_kernel instead of the tiled GEMM; FUSEDMLP_CUDA_PDL=1 launches every kernel
+// of a per-step path (the GEMMs and their split sums, the loss, the fused step and its sum) as
+// a programmatic dependent of the kernel before it (dependent_launch.cuh), on devices of compute
+// capability 9.0 and later: off until a GPU times it (written 2026-11-27 without one).
 struct GemmOverride {
     int tile = -1;   // a GemmTileId, -1: chosen per product
     int splits = 0;  // 0: chosen per product
     double saturating_warps = 0;  // 0: kSaturatingWarps
     int cluster_splits = 0;  // the most ranges added across a cluster; 0: none (splitk_finish_kernel)
     bool skinny = false;
+    bool dependent_launch = false;  // FUSEDMLP_CUDA_PDL on a device that has it
 };
 
-// A launch of `grid` in clusters of all its blocks along z (the z blocks of one output tile, or
-// the blocks of fused_cluster_epoch_kernel), with smem bytes of dynamic shared memory each.
-struct ClusterLaunch {
-    cudaLaunchAttribute cluster{};
+// A launch of `grid` with smem bytes of dynamic shared memory per block: in clusters of all its
+// blocks along z (the z blocks of one output tile, or the blocks of fused_cluster_epoch_kernel)
+// where `cluster`, as a programmatic dependent of the stream's previous kernel where `dependent`.
+struct KernelLaunch {
+    cudaLaunchAttribute attributes[2]{};
     cudaLaunchConfig_t config{};
-    ClusterLaunch(dim3 grid, unsigned threads, cudaStream_t stream, std::size_t smem = 0) {
-        cluster.id = cudaLaunchAttributeClusterDimension;
-        cluster.val.clusterDim.x = 1;
-        cluster.val.clusterDim.y = 1;
-        cluster.val.clusterDim.z = grid.z;
+    KernelLaunch(dim3 grid, unsigned threads, cudaStream_t stream, std::size_t smem, bool cluster, bool dependent) {
         config.gridDim = grid;
         config.blockDim = dim3(threads);
         config.dynamicSmemBytes = smem;
         config.stream = stream;
-        config.attrs = &cluster;  // hence no copies
-        config.numAttrs = 1;
+        config.attrs = attributes;  // hence no copies
+        config.numAttrs = 0;
+        if (cluster) {
+            cudaLaunchAttribute& a = attributes[config.numAttrs++];
+            a.id = cudaLaunchAttributeClusterDimension;
+            a.val.clusterDim.x = 1;
+            a.val.clusterDim.y = 1;
+            a.val.clusterDim.z = grid.z;
+        }
+        if (dependent) {
+            cudaLaunchAttribute& a = attributes[config.numAttrs++];
+            a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+            a.val.programmaticStreamSerializationAllowed = 1;
+        }
     }
-    ClusterLaunch(const ClusterLaunch&) = delete;
-    ClusterLaunch& operator=(const ClusterLaunch&) = delete;
+    KernelLaunch(const KernelLaunch&) = delete;
+    KernelLaunch& operator=(const KernelLaunch&) = delete;
 };
+
+struct ClusterLaunch : KernelLaunch {
+    ClusterLaunch(dim3 grid, unsigned threads, cudaStream_t stream, std::size_t smem = 0, bool dependent = false)
+        : KernelLaunch(grid, threads, stream, smem, true, dependent) {}
+};
+
+// kernel(args...) on `grid` blocks of `threads`, launched as a programmatic dependent of the
+// stream's previous kernel (FUSEDMLP_CUDA_PDL). Errors reach cudaGetLastError, as those of
+// <<< >>> launches do.
+template <class... P, class... A>
+void launch_dependent(void (*kernel)(P...), dim3 grid, unsigned threads, std::size_t smem, cudaStream_t stream,
+                      A&&... args) {
+    const KernelLaunch launch(grid, threads, stream, smem, false, true);
+    (void)cudaLaunchKernelEx(&launch.config, kernel, std::forward<A>(args)...);
+}
 
 // The portable cluster size, and the largest one an H100 allows (on request, per kernel).
 constexpr int kPortableClusterBlocks = 8;
@@ -275,13 +316,19 @@ bool largest_clusters_fit() {
     return active > 0;
 }
 
+// The current device's compute capability major version; 0 where it cannot be read.
+int compute_capability_major() {
+    int device = 0, major = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
+        return 0;
+    return major;
+}
+
 // The most blocks per cluster the GEMMs may use on this device: 0 before compute capability 9.0
 // (no clusters).
 int cluster_splits_available() {
-    int device = 0, major = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess || major < 9)
-        return 0;
+    if (compute_capability_major() < 9) return 0;
     const bool largest =
         largest_clusters_fit<kForward>() && largest_clusters_fit<kInputGrad>() && largest_clusters_fit<kWeightGrad>();
     return largest ? kLargestClusterBlocks : kPortableClusterBlocks;
@@ -301,6 +348,8 @@ GemmOverride gemm_override() {
     if (const char* sum = std::getenv("FUSEDMLP_CUDA_SPLIT_SUM"))
         if (std::strcmp(sum, "cluster") == 0) o.cluster_splits = cluster_splits_available();
     if (const char* skinny = std::getenv("FUSEDMLP_CUDA_SKINNY")) o.skinny = std::strcmp(skinny, "1") == 0;
+    if (const char* pdl = std::getenv("FUSEDMLP_CUDA_PDL"))
+        o.dependent_launch = std::strcmp(pdl, "1") == 0 && compute_capability_major() >= 9;
     return o;
 }
 
@@ -400,15 +449,19 @@ long long split_workspace_bound(long long M, long long N, long long K, int sms) 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 template <class Tile, int KIND>
-void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStream_t stream) {
+void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStream_t stream, bool dependent) {
     const int rows = gemm_tiled_rows<KIND>(g.M);
     const dim3 grid((g.N + Tile::BN - 1) / Tile::BN, (rows + Tile::BM - 1) / Tile::BM, static_cast<unsigned>(splits));
     if (!g.cluster_sum) {
-        gemm_kernel<Tile, KIND><<<grid, Tile::kThreads, 0, stream>>>(g);
+        if (dependent) {
+            launch_dependent(gemm_kernel<Tile, KIND>, grid, Tile::kThreads, 0, stream, g);
+        } else {
+            gemm_kernel<Tile, KIND><<<grid, Tile::kThreads, 0, stream>>>(g);
+        }
         return;
     }
     if (!Tile::kClusterSum) throw std::logic_error("fusedmlp: a cluster sum planned for a tile without one");
-    const ClusterLaunch launch(grid, Tile::kThreads, stream);
+    const ClusterLaunch launch(grid, Tile::kThreads, stream, 0, dependent);
     // A failed launch is reported as those with <<< >>> are: by cudaGetLastError after the epoch's
     // launches (or by the end of a graph capture, which then falls back to plain launches); an
     // exception here would leave a capture open.
@@ -424,7 +477,11 @@ void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaSt
         if (forced.skinny && g.K <= kSkinnyMaxK) {
             const long long per_block = static_cast<long long>(kSkinnyThreads) * kSkinnyRun;
             const int blocks = static_cast<int>((static_cast<long long>(g.M) * g.N + per_block - 1) / per_block);
-            skinny_input_grad_kernel<T><<<blocks, kSkinnyThreads, 0, stream>>>(g);
+            if (forced.dependent_launch) {
+                launch_dependent(skinny_input_grad_kernel<T>, dim3(blocks), kSkinnyThreads, 0, stream, g);
+            } else {
+                skinny_input_grad_kernel<T><<<blocks, kSkinnyThreads, 0, stream>>>(g);
+            }
             return;
         }
     }
@@ -450,19 +507,23 @@ void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaSt
     if (g.split_out != nullptr) g.vec_c = rows_whole && aligned16(g.split_out);
     if constexpr (std::is_same<T, float>::value) {
         switch (plan.tile) {
-            case kTileF128: launch_tile<TileF128, KIND>(g, plan.splits, stream); break;
-            case kTileF64: launch_tile<TileF64, KIND>(g, plan.splits, stream); break;
-            case kTileF128Threads128: launch_tile<TileF128Threads128, KIND>(g, plan.splits, stream); break;
-            case kTileF128x256: launch_tile<TileF128x256, KIND>(g, plan.splits, stream); break;
-            default: launch_tile<TileF64Warps, KIND>(g, plan.splits, stream); break;
+            case kTileF128: launch_tile<TileF128, KIND>(g, plan.splits, stream, forced.dependent_launch); break;
+            case kTileF64: launch_tile<TileF64, KIND>(g, plan.splits, stream, forced.dependent_launch); break;
+            case kTileF128Threads128: launch_tile<TileF128Threads128, KIND>(g, plan.splits, stream, forced.dependent_launch); break;
+            case kTileF128x256: launch_tile<TileF128x256, KIND>(g, plan.splits, stream, forced.dependent_launch); break;
+            default: launch_tile<TileF64Warps, KIND>(g, plan.splits, stream, forced.dependent_launch); break;
         }
     } else {
-        launch_tile<TileD64, KIND>(g, plan.splits, stream);
+        launch_tile<TileD64, KIND>(g, plan.splits, stream, forced.dependent_launch);
     }
     if (via_workspace) {
         const long long per_block = 256LL * kFinishRun;
         const int blocks = static_cast<int>((count + per_block - 1) / per_block);
-        splitk_finish_kernel<KIND, T><<<blocks, 256, 0, stream>>>(g, plan.splits);
+        if (forced.dependent_launch) {
+            launch_dependent(splitk_finish_kernel<KIND, T>, dim3(blocks), 256, 0, stream, g, plan.splits);
+        } else {
+            splitk_finish_kernel<KIND, T><<<blocks, 256, 0, stream>>>(g, plan.splits);
+        }
     }
 }
 
@@ -522,6 +583,11 @@ struct CudaMlp<T>::Impl {
     std::vector<DeviceArray<T>> z, h;
     DeviceArray<T> dz[2];
     DeviceArray<T> split_ws;  // the K ranges of a split GEMM
+    // FUSEDMLP_CUDA_WGRAD_STREAM: the weight gradients' stream, its split workspace, and the
+    // events by which it waits for each dZ and the step's end waits for it.
+    cudaStream_t wgrad_stream = nullptr;
+    DeviceArray<T> wgrad_split_ws;
+    cudaEvent_t dz_ready = nullptr, wgrad_done = nullptr;
     DeviceArray<double> row_loss;
     DeviceArray<unsigned> loss_blocks_done;  // loss_rows_kernel's count of finished blocks
     DeviceArray<T> partial;
@@ -558,6 +624,11 @@ struct CudaMlp<T>::Impl {
         step_threads = step_threads_setting();
         cluster_epoch = status.clusters ? cluster_epoch_setting() : kClusterEpochOff;
         check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+        if (wgrad_stream_setting()) {
+            check(cudaStreamCreateWithFlags(&wgrad_stream, cudaStreamNonBlocking), "cudaStreamCreate");
+            check(cudaEventCreateWithFlags(&dz_ready, cudaEventDisableTiming), "cudaEventCreate");
+            check(cudaEventCreateWithFlags(&wgrad_done, cudaEventDisableTiming), "cudaEventCreate");
+        }
         for (int p = 0; p < 2; ++p) {
             params[p].grow(param_count);
             momentum[p].grow(param_count);
@@ -576,6 +647,9 @@ struct CudaMlp<T>::Impl {
         // An epoch still in flight reads and writes buffers about to be freed.
         if (stream != nullptr) cudaStreamSynchronize(stream);
         if (graph != nullptr) cudaGraphExecDestroy(graph);
+        if (dz_ready != nullptr) cudaEventDestroy(dz_ready);
+        if (wgrad_done != nullptr) cudaEventDestroy(wgrad_done);
+        if (wgrad_stream != nullptr) cudaStreamDestroy(wgrad_stream);
         if (stream != nullptr) cudaStreamDestroy(stream);
     }
 
@@ -721,13 +795,18 @@ struct CudaMlp<T>::Impl {
         widest = std::max(widest, sizes[0]);
         dz[0].grow(rows * widest);
         dz[1].grow(rows * widest);
-        long long split_need = 0;
+        long long split_need = 0, wgrad_split_need = 0;
         const long long r = static_cast<long long>(rows);
         for (int l = 0; l < layers; ++l) {
             const long long fan_in = static_cast<long long>(sizes[l]), fan_out = static_cast<long long>(sizes[l + 1]);
             split_need = std::max(split_need, split_workspace_bound(r, fan_out, fan_in, sms));  // forward
             if (l > 0) split_need = std::max(split_need, split_workspace_bound(r, fan_in, fan_out, sms));  // input grad
-            split_need = std::max(split_need, split_workspace_bound(fan_in + 1, fan_out, r, sms));  // weight grad
+            wgrad_split_need = std::max(wgrad_split_need, split_workspace_bound(fan_in + 1, fan_out, r, sms));
+        }
+        if (wgrad_stream != nullptr) {
+            if (wgrad_split_need > 0) wgrad_split_ws.grow(static_cast<std::size_t>(wgrad_split_need));
+        } else {
+            split_need = std::max(split_need, wgrad_split_need);
         }
         if (split_need > 0) split_ws.grow(static_cast<std::size_t>(split_need));
         row_loss.grow(rows);
@@ -776,21 +855,37 @@ struct CudaMlp<T>::Impl {
         la.control = c;
         la.blocks_done = loss_blocks_done.get();
         const int loss_blocks = (rows + kLossWarpsPerBlock - 1) / kLossWarpsPerBlock;
-        loss_rows_kernel<T><<<loss_blocks, kReduceThreads, 0, stream>>>(la);
+        if (gemm_forced.dependent_launch) {
+            launch_dependent(loss_rows_kernel<T>, dim3(loss_blocks), kReduceThreads, 0, stream, la);
+        } else {
+            loss_rows_kernel<T><<<loss_blocks, kReduceThreads, 0, stream>>>(la);
+        }
+        // With the weight-gradient stream, layer l's dZ is dz[0] for the output layer and Z_l's
+        // buffer below it (written there by layer l + 1's input gradient); without, the two dz
+        // buffers alternate.
+        const bool concurrent = wgrad_stream != nullptr;
+        T* layer_dz = dz[0].get();
         int cur = 0;
         for (int l = layers - 1; l >= 0; --l) {
+            if (concurrent) {
+                // The weight gradient below reads this dZ: it waits for the kernel that wrote it.
+                // Errors reach cudaGetLastError, as the launches' do (see launch_tile).
+                (void)cudaEventRecord(dz_ready, stream);
+                (void)cudaStreamWaitEvent(wgrad_stream, dz_ready, 0);
+            }
+            T* const next_dz = concurrent ? (l > 0 ? z[l - 1].get() : nullptr) : dz[cur ^ 1].get();
             if (l > 0) {
                 GemmArgs<T> g;
                 g.M = rows;
                 g.N = static_cast<int>(sizes[l]);
                 g.K = static_cast<int>(sizes[l + 1]);
-                g.a = dz[cur].get();
+                g.a = layer_dz;
                 g.lda = g.K;
                 g.b = p + w_off[l];
                 g.act = static_cast<int>(hidden);
                 g.z_in = z[l - 1].get();
                 g.h_in = h[l - 1].get();
-                g.c_out = dz[cur ^ 1].get();
+                g.c_out = next_dz;
                 g.control = c;
                 launch_gemm<kInputGrad>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
             }
@@ -801,20 +896,35 @@ struct CudaMlp<T>::Impl {
             g.a = l == 0 ? x : h[l - 1].get();
             g.lda = static_cast<long long>(sizes[l]);
             g.rows = l == 0 ? row_map : nullptr;
-            g.b = dz[cur].get();
+            g.b = layer_dz;
             g.update = update;
             g.w_offset = w_off[l];
             g.b_offset = b_off[l];
             g.control = c;
-            launch_gemm<kWeightGrad>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
+            if (concurrent) {
+                launch_gemm<kWeightGrad>(g, wgrad_split_ws.get(), wgrad_split_ws.size(), wgrad_stream, sms,
+                                         gemm_forced);
+            } else {
+                launch_gemm<kWeightGrad>(g, split_ws.get(), split_ws.size(), stream, sms, gemm_forced);
+            }
+            layer_dz = next_dz;
             cur ^= 1;
+        }
+        if (concurrent) {
+            // Nothing after the step (the next step's forward pass, a download) may start before
+            // the last update.
+            (void)cudaEventRecord(wgrad_done, wgrad_stream);
+            (void)cudaStreamWaitEvent(stream, wgrad_done, 0);
         }
     }
 
     // fused_mlp_kernel on the block its layout's products were planned for.
     template <int kSink>
     void launch_fused_step(const FusedArgs<T>& f, int blocks, std::size_t smem) {
-        if (f.s.threads == 512) {
+        if (gemm_forced.dependent_launch) {
+            launch_dependent(f.s.threads == 512 ? fused_mlp_kernel<T, kSink, 512> : fused_mlp_kernel<T, kSink, 256>,
+                             dim3(blocks), static_cast<unsigned>(f.s.threads), smem, stream, f);
+        } else if (f.s.threads == 512) {
             fused_mlp_kernel<T, kSink, 512><<<blocks, 512, smem, stream>>>(f);
         } else {
             fused_mlp_kernel<T, kSink, 256><<<blocks, 256, smem, stream>>>(f);
@@ -857,7 +967,12 @@ struct CudaMlp<T>::Impl {
         r.loss_divisor = loss_divisor(static_cast<int>(loss), rows, static_cast<int>(sizes.back()));
         r.update = update;
         r.control = c;
-        fused_reduce_kernel<T><<<fused_reduce_blocks<T>(param_count), kReduceThreads, 0, stream>>>(r);
+        if (gemm_forced.dependent_launch) {
+            launch_dependent(fused_reduce_kernel<T>, dim3(fused_reduce_blocks<T>(param_count)), kReduceThreads, 0,
+                             stream, r);
+        } else {
+            fused_reduce_kernel<T><<<fused_reduce_blocks<T>(param_count), kReduceThreads, 0, stream>>>(r);
+        }
     }
 
     // One step of `rows` rows; fused_tile: the tile size of the fused path.

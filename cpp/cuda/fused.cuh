@@ -544,7 +544,7 @@ __device__ void fused_backward_layer(const FusedArgs<T>& f, T* sm, const FusedSt
 // several tiles, else kSinkGradient or kSinkUpdate.
 template <int kSink, int kThreads, class T>
 __device__ void fused_tile_step(const FusedArgs<T>& f) {
-    if (step_skipped(f.control)) return;
+    if (step_kernel_skipped(f.control)) return;
     extern __shared__ __align__(16) unsigned char fused_smem[];
     T* sm = reinterpret_cast<T*>(fused_smem);
     __shared__ double row_loss[kFusedMaxRows];
@@ -771,7 +771,7 @@ constexpr int kReduceParams = kReduceLanes * kVecWidth<T>;
 
 template <class T>
 __global__ void __launch_bounds__(kReduceThreads) fused_reduce_kernel(const ReduceArgs<T> a) {
-    if (step_skipped(a.control)) return;
+    if (step_kernel_skipped(a.control)) return;
     if (blockIdx.x == 0) reduce_step_loss(a.partial_loss, a.blocks, a.loss_divisor, a.control);
     constexpr int V = kVecWidth<T>;
     constexpr int kParams = kReduceParams<T>;

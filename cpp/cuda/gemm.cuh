@@ -133,7 +133,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     // gradient) are transposed into shared memory; the others are copied as they are.
     constexpr bool kAAlongK = KIND != kWeightGrad;
     constexpr bool kBAlongK = KIND == kInputGrad;
-    if (step_skipped(g.control)) return;
+    if (step_kernel_skipped(g.control)) return;
 
     // Rows padded by one vector: still 16-byte aligned, and the transposing stores of a warp
     // fall in distinct banks. A tile whose cluster sum reuses them for the block's partial sums
@@ -538,7 +538,7 @@ constexpr int kFinishBatch = 8;
 // the vector width); launched with ceil(M N / (256 kFinishRun)) blocks of 256 threads.
 template <int KIND, class T>
 __global__ void __launch_bounds__(256) splitk_finish_kernel(const GemmArgs<T> g, int splits) {
-    if (step_skipped(g.control)) return;
+    if (step_kernel_skipped(g.control)) return;
     // M N < 2^31: the split workspace holds every range (split_workspace_bound).
     const int count = g.M * g.N;
     const int first = (static_cast<int>(blockIdx.x) * 256 + static_cast<int>(threadIdx.x)) * kFinishRun;

@@ -114,7 +114,7 @@ struct LossArgs {
 // that is), which saves the step a kernel. Blocks of kReduceThreads threads.
 template <class T>
 __global__ void __launch_bounds__(kReduceThreads) loss_rows_kernel(const LossArgs<T> a) {
-    if (step_skipped(a.control)) return;
+    if (step_kernel_skipped(a.control)) return;
     const int lane = threadIdx.x % 32;
     const int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (r < a.n) {

@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 
 #include "activation.cuh"
+#include "dependent_launch.cuh"
 
 namespace fusedmlp::cuda {
 
@@ -26,6 +27,15 @@ struct StepControl {
 
 __device__ __forceinline__ bool step_skipped(const StepControl& c) {
     return c.diverged_step != nullptr && *reinterpret_cast<volatile int*>(c.diverged_step) < c.step;
+}
+
+// The first thing every kernel of a step does: wait for the kernels before it where it was
+// launched as a dependent (dependent_launch.cuh; a no-op otherwise), let the next one be
+// scheduled, and say whether an earlier step diverged (then the kernel does nothing).
+__device__ __forceinline__ bool step_kernel_skipped(const StepControl& c) {
+    wait_for_previous_kernels();
+    allow_next_kernel();
+    return step_skipped(c);
 }
 
 __device__ __forceinline__ void mark_diverged(const StepControl& c) {

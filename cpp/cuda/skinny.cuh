@@ -22,7 +22,7 @@ constexpr int kSkinnyThreads = 256;
 // launched with ceil(M N / (kSkinnyThreads kSkinnyRun)) blocks of kSkinnyThreads threads.
 template <class T>
 __global__ void __launch_bounds__(kSkinnyThreads) skinny_input_grad_kernel(const GemmArgs<T> g) {
-    if (step_skipped(g.control)) return;
+    if (step_kernel_skipped(g.control)) return;
     const int N = g.N, K = g.K;
     const long long count = static_cast<long long>(g.M) * N;
     const long long first = (static_cast<long long>(blockIdx.x) * kSkinnyThreads + threadIdx.x) * kSkinnyRun;

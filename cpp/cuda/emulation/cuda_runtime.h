@@ -4,6 +4,11 @@
 // cluster_sync and an exchange buffer for warp shuffles; device
 // memory is host memory (filled with 0xFF bytes, NaN as floats, to expose reads of unset
 // values); CUDA graphs record and replay their launches. Only what cpp/cuda uses is here.
+// Streams: a stream that waits on an event before doing anything else is a fork of the stream
+// that recorded it, and its launches are held back until something needs them (a wait on one
+// of its events, a synchronisation, a copy, the end of a capture): its work runs as late as its
+// dependencies allow and the other stream's as early, the order in which a missing dependency
+// between them shows.
 // build_emulated.sh compiles the CUDA backend against it. It checks indexing, tiling,
 // reductions and the host logic; it cannot check timing, occupancy or the GPU memory model.
 #pragma once
@@ -147,7 +152,8 @@ template <class F> void emu_launch(Dim3 grid, unsigned threads, F body, unsigned
 #include <string>
 #define CUDART_VERSION 13000
 enum cudaError_t { cudaSuccess = 0, cudaErrorInsufficientDriver = 35, cudaErrorNoDevice = 100, cudaErrorOther = 999 };
-using cudaStream_t = void*;
+struct EmuStream;
+using cudaStream_t = EmuStream*;
 struct EmuGraph { std::vector<std::function<void()>> nodes; };
 using cudaGraph_t = EmuGraph*;
 using cudaGraphExec_t = EmuGraph*;
@@ -167,21 +173,67 @@ inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
     *v = a == cudaDevAttrMultiProcessorCount ? 4 : a == cudaDevAttrComputeCapabilityMajor ? 9 : 232448;
     return cudaSuccess;
 }
-inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, int) { *s = (void*)1; return cudaSuccess; }
-inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+// A stream's held-back launches (see the top), run in order by emu_flush.
+struct EmuStream {
+    bool used = false;    // launched, recorded or waited on anything yet
+    bool forked = false;  // its first act was a wait on another stream's event
+    std::vector<std::function<void()>> held;  // launches base, base + 1, ... of the stream
+    std::size_t base = 0, done = 0;           // launches dropped from `held`; of those in it, run
+};
+struct EmuEvent { EmuStream* stream = nullptr; std::size_t position = 0; };
+using cudaEvent_t = EmuEvent*;
+enum { cudaEventDisableTiming = 2 };
+inline std::vector<EmuStream*>& emu_streams() { static std::vector<EmuStream*> all; return all; }
+// Runs the stream's held launches up to launch `upto` (an event's position).
+inline void emu_flush(EmuStream* s, std::size_t upto) {
+    while (s->base + s->done < upto) s->held[s->done++]();
+    if (s->done == s->held.size()) {
+        s->base += s->done;
+        s->held.clear();
+        s->done = 0;
+    }
+}
+inline void emu_flush_all() { for (EmuStream* s : emu_streams()) emu_flush(s, s->base + s->held.size()); }
+// Runs (or captures) `run` now, or holds it back on a forked stream.
+inline void emu_enqueue(cudaStream_t s, std::function<void()> run) {
+    if (s != nullptr) s->used = true;
+    if (s != nullptr && s->forked) s->held.push_back(std::move(run)); else run();
+}
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, int) { *s = new EmuStream; emu_streams().push_back(*s); return cudaSuccess; }
+inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    emu_flush(s, s->base + s->held.size());
+    auto& all = emu_streams();
+    all.erase(std::find(all.begin(), all.end(), s));
+    delete s;
+    return cudaSuccess;
+}
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { *e = new EmuEvent; return cudaSuccess; }
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+    s->used = true;
+    *e = EmuEvent{s, s->base + s->held.size()};
+    return cudaSuccess;
+}
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
+    if (!s->used && e->stream != s) s->forked = true;
+    s->used = true;
+    emu_flush(e->stream, e->position);
+    return cudaSuccess;
+}
 inline cudaError_t cudaMalloc(void* p, size_t bytes) { void* m = std::malloc(bytes); std::memset(m, 0xFF, bytes); *static_cast<void**>(p) = m; return cudaSuccess; }
 template <class V> cudaError_t cudaMalloc(V** p, size_t bytes) { return cudaMalloc(static_cast<void*>(p), bytes); }
 inline cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
 inline cudaError_t cudaMallocHost(void** p, size_t bytes) { *p = std::malloc(bytes); return cudaSuccess; }
 inline cudaError_t cudaFreeHost(void* p) { std::free(p); return cudaSuccess; }
 inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind kind, cudaStream_t) {
+    emu_flush_all();
     if (g_capture == nullptr) { std::memcpy(d, s, n); return cudaSuccess; }
     if (kind != cudaMemcpyDeviceToDevice) std::abort();  // a graph may only copy device memory here
     g_capture->push_back([d, s, n] { std::memcpy(d, s, n); });
     return cudaSuccess;
 }
-inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) { std::memset(d, v, n); return cudaSuccess; }
-inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) { emu_flush_all(); std::memset(d, v, n); return cudaSuccess; }
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { emu_flush_all(); return cudaSuccess; }
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 inline const char* cudaGetErrorString(cudaError_t) { return "emulated error"; }
 inline const char* cudaGetErrorName(cudaError_t) { return "cudaErrorEmulated"; }
@@ -191,22 +243,26 @@ template <class F> cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute a, int 
 }
 template <class F> cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, F) { a->sharedSizeBytes = 256; return cudaSuccess; }
 inline cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) { g_capture = new std::vector<std::function<void()>>(); return cudaSuccess; }
-inline cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t* g) { *g = new EmuGraph{std::move(*g_capture)}; delete g_capture; g_capture = nullptr; return cudaSuccess; }
+inline cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t* g) { emu_flush_all(); *g = new EmuGraph{std::move(*g_capture)}; delete g_capture; g_capture = nullptr; return cudaSuccess; }
 inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long) { *e = new EmuGraph(*g); return cudaSuccess; }
 inline cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete g; return cudaSuccess; }
 inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t g) { delete g; return cudaSuccess; }
 inline cudaError_t cudaGraphLaunch(cudaGraphExec_t g, cudaStream_t) { for (auto& f : g->nodes) f(); return cudaSuccess; }
 inline Dim3 to_dim3(Dim3 d) { return d; }
 inline Dim3 to_dim3(long long x) { return Dim3{static_cast<unsigned>(x), 1, 1}; }
-template <class G, class B, class F> void emu_kernel(G grid, B block, size_t, cudaStream_t, F body) {
+// A launch now, or into the graph being captured: when it runs (or is captured) is emu_enqueue's.
+inline void emu_run_or_capture(std::function<void()> run) {
+    if (g_capture) g_capture->push_back(std::move(run)); else run();
+}
+template <class G, class B, class F> void emu_kernel(G grid, B block, size_t, cudaStream_t stream, F body) {
     Dim3 g = to_dim3(grid);
     unsigned threads = static_cast<unsigned>(block);
-    auto run = [g, threads, body] { emu_launch(g, threads, body); };
-    if (g_capture) g_capture->push_back(run); else run();
+    emu_enqueue(stream, [g, threads, body] { emu_run_or_capture([g, threads, body] { emu_launch(g, threads, body); }); });
 }
-// Launches with a cluster dimension (along z only, as cpp/cuda uses it).
-enum cudaLaunchAttributeID { cudaLaunchAttributeClusterDimension = 4 };
-struct cudaLaunchAttributeValue { struct { unsigned x, y, z; } clusterDim; };
+// Launches with a cluster dimension (along z only, as cpp/cuda uses it), and as programmatic
+// dependents, which run in stream order here as any launch does.
+enum cudaLaunchAttributeID { cudaLaunchAttributeClusterDimension = 4, cudaLaunchAttributeProgrammaticStreamSerialization = 5 };
+struct cudaLaunchAttributeValue { struct { unsigned x, y, z; } clusterDim; int programmaticStreamSerializationAllowed; };
 struct cudaLaunchAttribute { cudaLaunchAttributeID id; cudaLaunchAttributeValue val; };
 struct cudaLaunchConfig_t {
     dim3 gridDim, blockDim;
@@ -218,6 +274,7 @@ struct cudaLaunchConfig_t {
 template <class... P, class... A> cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t* c, void (*kernel)(P...), A&&... args) {
     unsigned cluster_z = 1;
     for (unsigned i = 0; i < c->numAttrs; ++i) {
+        if (c->attrs[i].id == cudaLaunchAttributeProgrammaticStreamSerialization) continue;
         const auto& d = c->attrs[i].val.clusterDim;
         if (c->attrs[i].id != cudaLaunchAttributeClusterDimension || d.x != 1 || d.y != 1) std::abort();
         cluster_z = d.z;
@@ -227,7 +284,7 @@ template <class... P, class... A> cudaError_t cudaLaunchKernelEx(const cudaLaunc
     auto run = [g, threads, cluster_z, kernel, a = std::make_tuple(std::decay_t<A>(args)...)] {
         emu_launch(g, threads, [&] { std::apply(kernel, a); }, cluster_z);
     };
-    if (g_capture) g_capture->push_back(run); else run();
+    emu_enqueue(c->stream, [run] { emu_run_or_capture(run); });
     return cudaSuccess;
 }
 template <class F> cudaError_t cudaOccupancyMaxActiveClusters(int* n, F, const cudaLaunchConfig_t*) { *n = 1; return cudaSuccess; }
