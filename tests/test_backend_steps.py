@@ -98,6 +98,10 @@ def test_optimizer_state_agrees_and_round_trips():
 INTERRUPT_SCRIPT = textwrap.dedent("""
     import signal, sys, threading, time, os
     import numpy as np
+    # Ctrl-C as an interactive session has it. A process started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python then installs no handler: the
+    # SIGINT below would do nothing (this test failed so in `bash .ci/run &`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from fusedmlp.backends import make_backend
     sizes = [256, 512, 512, 10]
     net = make_backend("cpu", sizes, "relu", "cross_entropy", np.float32)
