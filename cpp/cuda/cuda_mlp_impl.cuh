@@ -284,14 +284,18 @@ struct ClusterLaunch : KernelLaunch {
         : KernelLaunch(grid, threads, stream, smem, true, dependent) {}
 };
 
-// kernel(args...) on `grid` blocks of `threads`, launched as a programmatic dependent of the
-// stream's previous kernel (FUSEDMLP_CUDA_PDL). Errors reach cudaGetLastError, as those of
-// <<< >>> launches do.
+// kernel(args...) on `grid` blocks of `threads`: as a programmatic dependent of the stream's
+// previous kernel where `dependent` (FUSEDMLP_CUDA_PDL), else as a plain <<< >>> launch, the
+// default path's. Errors reach cudaGetLastError either way.
 template <class... P, class... A>
-void launch_dependent(void (*kernel)(P...), dim3 grid, unsigned threads, std::size_t smem, cudaStream_t stream,
-                      A&&... args) {
-    const KernelLaunch launch(grid, threads, stream, smem, false, true);
-    (void)cudaLaunchKernelEx(&launch.config, kernel, std::forward<A>(args)...);
+void launch_step_kernel(bool dependent, void (*kernel)(P...), dim3 grid, unsigned threads, std::size_t smem,
+                        cudaStream_t stream, const A&... args) {
+    if (dependent) {
+        const KernelLaunch launch(grid, threads, stream, smem, false, true);
+        (void)cudaLaunchKernelEx(&launch.config, kernel, args...);
+    } else {
+        kernel<<<grid, threads, smem, stream>>>(args...);
+    }
 }
 
 // The portable cluster size, and the largest one an H100 allows (on request, per kernel).
@@ -453,11 +457,7 @@ void launch_tile(const GemmArgs<typename Tile::Scalar>& g, int splits, cudaStrea
     const int rows = gemm_tiled_rows<KIND>(g.M);
     const dim3 grid((g.N + Tile::BN - 1) / Tile::BN, (rows + Tile::BM - 1) / Tile::BM, static_cast<unsigned>(splits));
     if (!g.cluster_sum) {
-        if (dependent) {
-            launch_dependent(gemm_kernel<Tile, KIND>, grid, Tile::kThreads, 0, stream, g);
-        } else {
-            gemm_kernel<Tile, KIND><<<grid, Tile::kThreads, 0, stream>>>(g);
-        }
+        launch_step_kernel(dependent, gemm_kernel<Tile, KIND>, grid, Tile::kThreads, 0, stream, g);
         return;
     }
     if (!Tile::kClusterSum) throw std::logic_error("fusedmlp: a cluster sum planned for a tile without one");
@@ -477,11 +477,8 @@ void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaSt
         if (forced.skinny && g.K <= kSkinnyMaxK) {
             const long long per_block = static_cast<long long>(kSkinnyThreads) * kSkinnyRun;
             const int blocks = static_cast<int>((static_cast<long long>(g.M) * g.N + per_block - 1) / per_block);
-            if (forced.dependent_launch) {
-                launch_dependent(skinny_input_grad_kernel<T>, dim3(blocks), kSkinnyThreads, 0, stream, g);
-            } else {
-                skinny_input_grad_kernel<T><<<blocks, kSkinnyThreads, 0, stream>>>(g);
-            }
+            launch_step_kernel(forced.dependent_launch, skinny_input_grad_kernel<T>, dim3(blocks), kSkinnyThreads, 0,
+                               stream, g);
             return;
         }
     }
@@ -519,11 +516,8 @@ void launch_gemm(GemmArgs<T> g, T* workspace, std::size_t workspace_size, cudaSt
     if (via_workspace) {
         const long long per_block = 256LL * kFinishRun;
         const int blocks = static_cast<int>((count + per_block - 1) / per_block);
-        if (forced.dependent_launch) {
-            launch_dependent(splitk_finish_kernel<KIND, T>, dim3(blocks), 256, 0, stream, g, plan.splits);
-        } else {
-            splitk_finish_kernel<KIND, T><<<blocks, 256, 0, stream>>>(g, plan.splits);
-        }
+        launch_step_kernel(forced.dependent_launch, splitk_finish_kernel<KIND, T>, dim3(blocks), 256, 0, stream, g,
+                           plan.splits);
     }
 }
 
@@ -855,11 +849,8 @@ struct CudaMlp<T>::Impl {
         la.control = c;
         la.blocks_done = loss_blocks_done.get();
         const int loss_blocks = (rows + kLossWarpsPerBlock - 1) / kLossWarpsPerBlock;
-        if (gemm_forced.dependent_launch) {
-            launch_dependent(loss_rows_kernel<T>, dim3(loss_blocks), kReduceThreads, 0, stream, la);
-        } else {
-            loss_rows_kernel<T><<<loss_blocks, kReduceThreads, 0, stream>>>(la);
-        }
+        launch_step_kernel(gemm_forced.dependent_launch, loss_rows_kernel<T>, dim3(loss_blocks), kReduceThreads, 0,
+                           stream, la);
         // With the weight-gradient stream, layer l's dZ is dz[0] for the output layer and Z_l's
         // buffer below it (written there by layer l + 1's input gradient); without, the two dz
         // buffers alternate.
@@ -921,14 +912,9 @@ struct CudaMlp<T>::Impl {
     // fused_mlp_kernel on the block its layout's products were planned for.
     template <int kSink>
     void launch_fused_step(const FusedArgs<T>& f, int blocks, std::size_t smem) {
-        if (gemm_forced.dependent_launch) {
-            launch_dependent(f.s.threads == 512 ? fused_mlp_kernel<T, kSink, 512> : fused_mlp_kernel<T, kSink, 256>,
-                             dim3(blocks), static_cast<unsigned>(f.s.threads), smem, stream, f);
-        } else if (f.s.threads == 512) {
-            fused_mlp_kernel<T, kSink, 512><<<blocks, 512, smem, stream>>>(f);
-        } else {
-            fused_mlp_kernel<T, kSink, 256><<<blocks, 256, smem, stream>>>(f);
-        }
+        launch_step_kernel(gemm_forced.dependent_launch,
+                           f.s.threads == 512 ? fused_mlp_kernel<T, kSink, 512> : fused_mlp_kernel<T, kSink, 256>,
+                           dim3(blocks), static_cast<unsigned>(f.s.threads), smem, stream, f);
     }
 
     // One step of `rows` rows in tiles of kFusedTileRows[tile] rows.
@@ -967,12 +953,8 @@ struct CudaMlp<T>::Impl {
         r.loss_divisor = loss_divisor(static_cast<int>(loss), rows, static_cast<int>(sizes.back()));
         r.update = update;
         r.control = c;
-        if (gemm_forced.dependent_launch) {
-            launch_dependent(fused_reduce_kernel<T>, dim3(fused_reduce_blocks<T>(param_count)), kReduceThreads, 0,
-                             stream, r);
-        } else {
-            fused_reduce_kernel<T><<<fused_reduce_blocks<T>(param_count), kReduceThreads, 0, stream>>>(r);
-        }
+        launch_step_kernel(gemm_forced.dependent_launch, fused_reduce_kernel<T>, dim3(fused_reduce_blocks<T>(param_count)),
+                           kReduceThreads, 0, stream, r);
     }
 
     // One step of `rows` rows; fused_tile: the tile size of the fused path.

@@ -20,7 +20,7 @@ root, out = sys.argv[1], sys.argv[2]
 source = open(f"{root}/cpp/cuda/cuda_mlp_impl.cuh").read()
 # kernel<<<grid, block, smem, stream>>>(args) -> a launch of the emulator, arguments taken by value
 source = re.sub(r"(\w+(?:<[^;{}()]*?>)?)<<<(.*?)>>>\((.*?)\);",
-                lambda m: f"emu_kernel({m.group(2)}, [fn = &{m.group(1)}, args = std::make_tuple({m.group(3)})] "
+                lambda m: f"emu_kernel({m.group(2)}, [fn = {m.group(1)}, args = std::make_tuple({m.group(3)})] "
                           "{ std::apply(fn, args); });", source, flags=re.S)
 open(f"{out}/src/cuda/cuda_mlp_impl.cuh", "w").write(source)
 line = "extern __shared__ __align__(16) unsigned char fused_smem[];"
