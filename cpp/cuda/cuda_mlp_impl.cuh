@@ -787,8 +787,13 @@ struct CudaMlp<T>::Impl {
             widest = std::max(widest, sizes[l + 1]);
         }
         widest = std::max(widest, sizes[0]);
-        dz[0].grow(rows * widest);
-        dz[1].grow(rows * widest);
+        if (wgrad_stream != nullptr) {
+            // Only the output layer's dZ has a buffer of its own: the others are written over Z.
+            dz[0].grow(rows * sizes.back());
+        } else {
+            dz[0].grow(rows * widest);
+            dz[1].grow(rows * widest);
+        }
         long long split_need = 0, wgrad_split_need = 0;
         const long long r = static_cast<long long>(rows);
         for (int l = 0; l < layers; ++l) {
