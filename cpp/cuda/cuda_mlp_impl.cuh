@@ -136,8 +136,9 @@ using TileD64 = GemmTile<double, 64, 64, 8, 4, 4, 2>;
 // read and per barrier), in 128 x 128 blocks of 128 threads, two per SM (the shape of cuBLAS's
 // SIMT sgemm, 64 x 64 outputs per warp), or in 128 x 256 blocks of 256 threads, one per SM.
 // Up to 255 registers per thread, no spills (ptxas, sm_90).
-using TileF128Threads128 = GemmTile<float, 128, 128, 8, 8, 16, 2>;
-using TileF128x256 = GemmTile<float, 128, 256, 8, 8, 16, 1>;
+// Compiled for sm_90 alone (GemmTile::kFirstArch): only an H100 times them.
+using TileF128Threads128 = GemmTile<float, 128, 128, 8, 8, 16, 2, 900>;
+using TileF128x256 = GemmTile<float, 128, 256, 8, 8, 16, 1, 900>;
 
 // The float tiles the planner chooses from, then those it takes only when forced, then the
 // double one.
@@ -346,6 +347,8 @@ GemmOverride gemm_override() {
         if (std::strcmp(tile, "64w") == 0) o.tile = kTileF64Warps;
         if (std::strcmp(tile, "128t128") == 0) o.tile = kTileF128Threads128;
         if (std::strcmp(tile, "128x256") == 0) o.tile = kTileF128x256;
+        // The tiles on trial have no code before sm_90 (gemm_kernel): chosen per product there.
+        if ((o.tile == kTileF128Threads128 || o.tile == kTileF128x256) && compute_capability_major() < 9) o.tile = -1;
     }
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
