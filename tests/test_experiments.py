@@ -128,6 +128,22 @@ def test_dask_local_cluster_gives_the_same_results(pool_result):
     np.testing.assert_allclose(by_address.runs[0]["step_loss"], pool_result.runs[0]["step_loss"], rtol=SAME)
 
 
+def test_a_dask_sweep_keeps_its_data_apart_from_the_clusters_other_keys(pool_result):
+    # The sweep's data must travel under a key of its own: a user's future named like one of
+    # its fields ("X_train") is neither used by the runs nor overwritten, and a sweep that
+    # follows another on the same cluster cannot meet the keys the first one is releasing.
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            users = client.scatter({"X_train": "the user's own", "epochs": -1})
+            first = sweep("iris", scheduler=client, **{**TINY, "seeds": 1})
+            second = sweep("iris", scheduler=client, **{**TINY, "seeds": 1})
+            assert users["X_train"].result() == "the user's own" and users["epochs"].result() == -1
+    for a, b, c in zip(first.runs, second.runs, pool_result.runs[::2]):
+        np.testing.assert_allclose(a["step_loss"], c["step_loss"], rtol=SAME)
+        np.testing.assert_allclose(b["step_loss"], c["step_loss"], rtol=SAME)
+
+
 @needs_native
 def test_a_divergent_learning_rate_is_recorded_not_raised(tmp_path):
     result = sweep("digits", batch_sizes=(64,), lrs=(0.05, 1e20), activations=("relu",), warmup=(False,), seeds=1,

@@ -320,7 +320,9 @@ def _run_on_dask(points, data, scheduler, report):
     from dask.distributed import as_completed
 
     try:
-        shared = client.scatter(data, broadcast=True)
+        # One object under a fresh key: a dict given to scatter is sent field by field under
+        # its own keys ("X_train", ...), which the cluster shares with every client.
+        [shared] = client.scatter([data], broadcast=True, hash=False)
         futures = [client.submit(_run_with_data, point, shared, pure=False) for point in points]
         try:
             for future in as_completed(futures):
