@@ -159,18 +159,20 @@ constexpr int kLastPlannedFloatTile = kTileF64Warps;
 // one issue slot in five on shared-memory reads and tile staging instead of multiply-adds).
 // Estimates from the kernels' structure, not measurements.
 // cluster_sum: whether its splits may be summed across a cluster (GemmTile::kClusterSum).
+// first_arch: the oldest architecture with code for it (GemmTile::kFirstArch, as __CUDA_ARCH__).
 struct TileModel {
     int bm, bn, bk, warps, resident;
     double efficiency;
     bool cluster_sum;
+    int first_arch;
 };
 constexpr TileModel kTileModels[kTileCount] = {
-    {128, 128, 8, 8, 2, 1.0, TileF128::kClusterSum},
-    {64, 64, 8, 2, 6, 0.9, TileF64::kClusterSum},
-    {64, 64, 16, 8, 3, 0.75, TileF64Warps::kClusterSum},
-    {128, 128, 8, 4, 2, 1.0, TileF128Threads128::kClusterSum},
-    {128, 256, 8, 8, 1, 1.0, TileF128x256::kClusterSum},
-    {64, 64, 8, 8, 2, 1.0, TileD64::kClusterSum},
+    {128, 128, 8, 8, 2, 1.0, TileF128::kClusterSum, TileF128::kFirstArch},
+    {64, 64, 8, 2, 6, 0.9, TileF64::kClusterSum, TileF64::kFirstArch},
+    {64, 64, 16, 8, 3, 0.75, TileF64Warps::kClusterSum, TileF64Warps::kFirstArch},
+    {128, 128, 8, 4, 2, 1.0, TileF128Threads128::kClusterSum, TileF128Threads128::kFirstArch},
+    {128, 256, 8, 8, 1, 1.0, TileF128x256::kClusterSum, TileF128x256::kFirstArch},
+    {64, 64, 8, 8, 2, 1.0, TileD64::kClusterSum, TileD64::kFirstArch},
 };
 
 // FUSEDMLP_CUDA_FUSED_ROWS=8, 16 or 32 forces the fused kernel's tile rows for batches of more
@@ -330,6 +332,15 @@ int compute_capability_major() {
     return major;
 }
 
+// The current device's architecture in __CUDA_ARCH__'s form (900 for 9.0); 0 where it cannot be read.
+int device_arch() {
+    int device = 0, minor = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
+        return 0;
+    return compute_capability_major() * 100 + minor * 10;
+}
+
 // The most blocks per cluster the GEMMs may use on this device: 0 before compute capability 9.0
 // (no clusters).
 int cluster_splits_available() {
@@ -347,8 +358,8 @@ GemmOverride gemm_override() {
         if (std::strcmp(tile, "64w") == 0) o.tile = kTileF64Warps;
         if (std::strcmp(tile, "128t128") == 0) o.tile = kTileF128Threads128;
         if (std::strcmp(tile, "128x256") == 0) o.tile = kTileF128x256;
-        // The tiles on trial have no code before sm_90 (gemm_kernel): chosen per product there.
-        if ((o.tile == kTileF128Threads128 || o.tile == kTileF128x256) && compute_capability_major() < 9) o.tile = -1;
+        // A tile without code for this device (gemm_kernel traps there): chosen per product instead.
+        if (o.tile >= 0 && device_arch() < kTileModels[o.tile].first_arch) o.tile = -1;
     }
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
