@@ -37,7 +37,7 @@ build_modules() {
   timeout 240 cmake -S "$src" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DFUSEDMLP_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-80;90}" -DCMAKE_CUDA_FLAGS=-lineinfo \
     -DPython_EXECUTABLE="$(command -v "$PY")" -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" \
-    && timeout 240 cmake --build "$build" -j "$(nproc)" "${targets[@]}"
+    && timeout 360 cmake --build "$build" -j "$(nproc)" "${targets[@]}"
 }
 
 main() {
