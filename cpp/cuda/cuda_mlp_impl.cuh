@@ -323,28 +323,21 @@ bool largest_clusters_fit() {
     return active > 0;
 }
 
-// The current device's compute capability major version; 0 where it cannot be read.
-int compute_capability_major() {
-    int device = 0, major = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
-        return 0;
-    return major;
-}
-
-// The current device's architecture in __CUDA_ARCH__'s form (900 for 9.0); 0 where it cannot be read.
+// The current device's architecture in __CUDA_ARCH__'s form (900 for compute capability 9.0);
+// 0 where it cannot be read.
 int device_arch() {
-    int device = 0, minor = 0;
+    int device = 0, major = 0, minor = 0;
     if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
         return 0;
-    return compute_capability_major() * 100 + minor * 10;
+    return major * 100 + minor * 10;
 }
 
 // The most blocks per cluster the GEMMs may use on this device: 0 before compute capability 9.0
 // (no clusters).
 int cluster_splits_available() {
-    if (compute_capability_major() < 9) return 0;
+    if (device_arch() < 900) return 0;
     const bool largest =
         largest_clusters_fit<kForward>() && largest_clusters_fit<kInputGrad>() && largest_clusters_fit<kWeightGrad>();
     return largest ? kLargestClusterBlocks : kPortableClusterBlocks;
@@ -367,7 +360,7 @@ GemmOverride gemm_override() {
         if (std::strcmp(sum, "cluster") == 0) o.cluster_splits = cluster_splits_available();
     if (const char* skinny = std::getenv("FUSEDMLP_CUDA_SKINNY")) o.skinny = std::strcmp(skinny, "1") == 0;
     if (const char* pdl = std::getenv("FUSEDMLP_CUDA_PDL"))
-        o.dependent_launch = std::strcmp(pdl, "1") == 0 && compute_capability_major() >= 9;
+        o.dependent_launch = std::strcmp(pdl, "1") == 0 && device_arch() >= 900;
     return o;
 }
 
