@@ -305,16 +305,16 @@ void launch_step_kernel(bool dependent, void (*kernel)(P...), dim3 grid, unsigne
 constexpr int kPortableClusterBlocks = 8;
 constexpr int kLargestClusterBlocks = 16;
 
-// Clusters of kLargestClusterBlocks blocks of the cluster-summing tile: allowed for each kind's
+// Clusters of kLargestClusterBlocks blocks of a cluster-summing tile: allowed for each kind's
 // kernel, and whether one fits the device at all (0 active clusters: it cannot be launched).
-template <int KIND>
+template <class Tile, int KIND>
 bool largest_clusters_fit() {
-    const auto kernel = gemm_kernel<TileF64Warps, KIND>;
+    const auto kernel = gemm_kernel<Tile, KIND>;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
         cudaGetLastError();
         return false;
     }
-    const ClusterLaunch launch(dim3(1, 1, kLargestClusterBlocks), TileF64Warps::kThreads, nullptr);
+    const ClusterLaunch launch(dim3(1, 1, kLargestClusterBlocks), Tile::kThreads, nullptr);
     int active = 0;
     if (cudaOccupancyMaxActiveClusters(&active, kernel, &launch.config) != cudaSuccess) {
         cudaGetLastError();
@@ -334,15 +334,19 @@ int device_arch() {
     return major * 100 + minor * 10;
 }
 
-// The most blocks per cluster the GEMMs may use on this device: 0 before compute capability 9.0
-// (no clusters).
+// The most blocks per cluster the GEMMs of a cluster-summing tile may use on this device: 0
+// before compute capability 9.0 (no clusters).
+template <class Tile>
 int cluster_splits_available() {
     if (device_arch() < 900) return 0;
-    const bool largest =
-        largest_clusters_fit<kForward>() && largest_clusters_fit<kInputGrad>() && largest_clusters_fit<kWeightGrad>();
+    const bool largest = largest_clusters_fit<Tile, kForward>() && largest_clusters_fit<Tile, kInputGrad>() &&
+                         largest_clusters_fit<Tile, kWeightGrad>();
     return largest ? kLargestClusterBlocks : kPortableClusterBlocks;
 }
 
+// Of the tiles, only a float one sums a split across a cluster (GemmTile::kClusterSum):
+// gemm_override<double> leaves cluster_splits at 0, and the double unit holds no float kernels.
+template <class T>
 GemmOverride gemm_override() {
     GemmOverride o;
     if (const char* tile = std::getenv("FUSEDMLP_CUDA_TILE")) {
@@ -356,8 +360,9 @@ GemmOverride gemm_override() {
     }
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
-    if (const char* sum = std::getenv("FUSEDMLP_CUDA_SPLIT_SUM"))
-        if (std::strcmp(sum, "cluster") == 0) o.cluster_splits = cluster_splits_available();
+    if constexpr (std::is_same<T, float>::value)
+        if (const char* sum = std::getenv("FUSEDMLP_CUDA_SPLIT_SUM"))
+            if (std::strcmp(sum, "cluster") == 0) o.cluster_splits = cluster_splits_available<TileF64Warps>();
     if (const char* skinny = std::getenv("FUSEDMLP_CUDA_SKINNY")) o.skinny = std::strcmp(skinny, "1") == 0;
     if (const char* pdl = std::getenv("FUSEDMLP_CUDA_PDL"))
         o.dependent_launch = std::strcmp(pdl, "1") == 0 && device_arch() >= 900;
@@ -619,7 +624,7 @@ struct CudaMlp<T>::Impl {
             param_count += static_cast<long long>(sizes[i + 1]);
         }
         sms = sm_count();
-        gemm_forced = gemm_override();
+        gemm_forced = gemm_override<T>();
         fused_rows = forced_fused_rows();
         epoch_threads = epoch_threads_setting();
         step_threads = step_threads_setting();
