@@ -202,7 +202,7 @@ PYBIND11_MODULE(_cuda, m) {
         },
         "(True, device name) when a usable CUDA device exists, else (False, why not)");
     m.def(
-        "device_has_clusters", [] { return fusedmlp::cuda::device_status().clusters; },
+        "device_has_clusters", [] { return fusedmlp::cuda::device_status().clusters(); },
         "whether the CUDA device has thread-block clusters (compute capability 9.0 or later)");
     fusedmlp::bindings::bind_cuda_mlp<float>(m, "MlpFloat32");
     fusedmlp::bindings::bind_cuda_mlp<double>(m, "MlpFloat64");

@@ -21,7 +21,9 @@ struct DeviceStatus {
     bool ok = false;
     std::string reason;  // empty when ok
     std::string name;    // the device's name when ok
-    bool clusters = false;  // whether it has thread-block clusters (compute capability 9.0 or later)
+    int arch = 0;           // its compute capability in __CUDA_ARCH__'s form (900 for 9.0) when ok
+    // Whether it has thread-block clusters (compute capability 9.0 or later).
+    bool clusters() const { return arch >= 900; }
 };
 DeviceStatus device_status();
 

@@ -323,22 +323,11 @@ bool largest_clusters_fit() {
     return active > 0;
 }
 
-// The current device's architecture in __CUDA_ARCH__'s form (900 for compute capability 9.0);
-// 0 where it cannot be read.
-int device_arch() {
-    int device = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
-        return 0;
-    return major * 100 + minor * 10;
-}
-
-// The most blocks per cluster the GEMMs of a cluster-summing tile may use on this device: 0
-// before compute capability 9.0 (no clusters).
+// The most blocks per cluster the GEMMs of a cluster-summing tile may use on `device`: 0 where
+// it has no clusters.
 template <class Tile>
-int cluster_splits_available() {
-    if (device_arch() < 900) return 0;
+int cluster_splits_available(const DeviceStatus& device) {
+    if (!device.clusters()) return 0;
     const bool largest = largest_clusters_fit<Tile, kForward>() && largest_clusters_fit<Tile, kInputGrad>() &&
                          largest_clusters_fit<Tile, kWeightGrad>();
     return largest ? kLargestClusterBlocks : kPortableClusterBlocks;
@@ -347,7 +336,7 @@ int cluster_splits_available() {
 // Of the tiles, only a float one sums a split across a cluster (GemmTile::kClusterSum):
 // gemm_override<double> leaves cluster_splits at 0, and the double unit holds no float kernels.
 template <class T>
-GemmOverride gemm_override() {
+GemmOverride gemm_override(const DeviceStatus& device) {
     GemmOverride o;
     if (const char* tile = std::getenv("FUSEDMLP_CUDA_TILE")) {
         if (std::strcmp(tile, "128") == 0) o.tile = kTileF128;
@@ -356,16 +345,16 @@ GemmOverride gemm_override() {
         if (std::strcmp(tile, "128t128") == 0) o.tile = kTileF128Threads128;
         if (std::strcmp(tile, "128x256") == 0) o.tile = kTileF128x256;
         // A tile without code for this device (gemm_kernel traps there): chosen per product instead.
-        if (o.tile >= 0 && device_arch() < kTileModels[o.tile].first_arch) o.tile = -1;
+        if (o.tile >= 0 && device.arch < kTileModels[o.tile].first_arch) o.tile = -1;
     }
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
     if constexpr (std::is_same<T, float>::value)
         if (const char* sum = std::getenv("FUSEDMLP_CUDA_SPLIT_SUM"))
-            if (std::strcmp(sum, "cluster") == 0) o.cluster_splits = cluster_splits_available<TileF64Warps>();
+            if (std::strcmp(sum, "cluster") == 0) o.cluster_splits = cluster_splits_available<TileF64Warps>(device);
     if (const char* skinny = std::getenv("FUSEDMLP_CUDA_SKINNY")) o.skinny = std::strcmp(skinny, "1") == 0;
     if (const char* pdl = std::getenv("FUSEDMLP_CUDA_PDL"))
-        o.dependent_launch = std::strcmp(pdl, "1") == 0 && device_arch() >= 900;
+        o.dependent_launch = std::strcmp(pdl, "1") == 0 && device.arch >= 900;
     return o;
 }
 
@@ -624,11 +613,11 @@ struct CudaMlp<T>::Impl {
             param_count += static_cast<long long>(sizes[i + 1]);
         }
         sms = sm_count();
-        gemm_forced = gemm_override<T>();
+        gemm_forced = gemm_override<T>(status);
         fused_rows = forced_fused_rows();
         epoch_threads = epoch_threads_setting();
         step_threads = step_threads_setting();
-        cluster_epoch = status.clusters ? cluster_epoch_setting() : kClusterEpochOff;
+        cluster_epoch = status.clusters() ? cluster_epoch_setting() : kClusterEpochOff;
         check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
         if (wgrad_stream_setting()) {
             check(cudaStreamCreateWithFlags(&wgrad_stream, cudaStreamNonBlocking), "cudaStreamCreate");

@@ -41,7 +41,7 @@ DeviceStatus device_status() {
     }
     s.ok = true;
     s.name = prop.name;
-    s.clusters = prop.major >= 9;
+    s.arch = prop.major * 100 + prop.minor * 10;
     return s;
 }
 
