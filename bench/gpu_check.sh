@@ -28,13 +28,15 @@ step() { echo; echo "== [$((SECONDS - START))s] $*"; }
 # A file-name label for hook settings: FUSEDMLP_CUDA_TILE=64+FUSEDMLP_CUDA_SPLIT=1 -> tile_64_split_1
 hooks_label() { echo "${1//FUSEDMLP_CUDA_/}" | tr "=+A-Z" "__a-z"; }
 
-# The modules of the source tree $1, built in $2: all of them, or the targets named after.
+# The modules of the source tree $1, built in $2: all of them, or the targets named after. With
+# the GEMM tiles on trial, which the hooks below time (an older tree ignores the option).
 build_modules() {
   local src="$1" build="$2" generator=() targets=()
   shift 2
   [ $# -gt 0 ] && targets=(--target "$@")
   command -v ninja >/dev/null && generator=(-G Ninja)
   timeout 240 cmake -S "$src" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DFUSEDMLP_CUDA=ON \
+    -DFUSEDMLP_CUDA_TRIAL_TILES=ON \
     -DCMAKE_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-80;90}" -DCMAKE_CUDA_FLAGS=-lineinfo \
     -DPython_EXECUTABLE="$(command -v "$PY")" -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" \
     && timeout 360 cmake --build "$build" -j "$(nproc)" "${targets[@]}"
@@ -55,7 +57,8 @@ main() {
   fi
   cp "$BUILD"/_*.so "$ROOT/python/fusedmlp/"
   export PYTHONPATH="$ROOT/python"
-  "$PY" -c "import fusedmlp.cuda_backend as c; print('cuda_available:', c.cuda_available(), c.cuda_unavailable_reason())"
+  "$PY" -c "import fusedmlp.cuda_backend as c; print('cuda_available:', c.cuda_available(), c.cuda_unavailable_reason());
+c.cuda_available() and print('FUSEDMLP_CUDA_TILE can force:', c._cuda.forceable_gemm_tiles())"
 
   if wants tests; then
     step "tests/test_cuda.py"

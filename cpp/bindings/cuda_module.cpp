@@ -204,6 +204,8 @@ PYBIND11_MODULE(_cuda, m) {
     m.def(
         "device_has_clusters", [] { return fusedmlp::cuda::device_status().clusters(); },
         "whether the CUDA device has thread-block clusters (compute capability 9.0 or later)");
+    m.def("forceable_gemm_tiles", &fusedmlp::cuda::forceable_gemm_tiles,
+          "the FUSEDMLP_CUDA_TILE values that force a float GEMM tile on this device and build");
     fusedmlp::bindings::bind_cuda_mlp<float>(m, "MlpFloat32");
     fusedmlp::bindings::bind_cuda_mlp<double>(m, "MlpFloat64");
 }

@@ -27,6 +27,10 @@ struct DeviceStatus {
 };
 DeviceStatus device_status();
 
+// The names by which FUSEDMLP_CUDA_TILE can force a float GEMM tile on device 0: the tiles with
+// code for it in this build (tests skip the others, which the backend ignores).
+std::vector<std::string> forceable_gemm_tiles();
+
 struct EpochResult {
     std::size_t steps_run = 0;  // including the divergent step, when there is one
     bool diverged = false;

@@ -136,9 +136,17 @@ using TileD64 = GemmTile<double, 64, 64, 8, 4, 4, 2>;
 // read and per barrier), in 128 x 128 blocks of 128 threads, two per SM (the shape of cuBLAS's
 // SIMT sgemm, 64 x 64 outputs per warp), or in 128 x 256 blocks of 256 threads, one per SM.
 // Up to 255 registers per thread, no spills (ptxas, sm_90).
-// Compiled for sm_90 alone (GemmTile::kFirstArch): only an H100 times them.
-using TileF128Threads128 = GemmTile<float, 128, 128, 8, 8, 16, 2, 900>;
-using TileF128x256 = GemmTile<float, 128, 256, 8, 8, 16, 1, 900>;
+// Compiled for sm_90 alone (GemmTile::kFirstArch), and only in builds that ask for them (CMake's
+// FUSEDMLP_CUDA_TRIAL_TILES, which bench/gpu_check.sh turns on): only an H100 times them, and
+// they were a fifth of the CUDA module's build time for kernels a default plan never runs.
+// Elsewhere their kernels trap and gemm_override ignores them.
+#if defined(FUSEDMLP_CUDA_TRIAL_TILES) && FUSEDMLP_CUDA_TRIAL_TILES
+constexpr int kTrialTileArch = 900;
+#else
+constexpr int kTrialTileArch = kNoArch;
+#endif
+using TileF128Threads128 = GemmTile<float, 128, 128, 8, 8, 16, 2, kTrialTileArch>;
+using TileF128x256 = GemmTile<float, 128, 256, 8, 8, 16, 1, kTrialTileArch>;
 
 // The float tiles the planner chooses from, then those it takes only when forced, then the
 // double one.
@@ -152,6 +160,17 @@ enum GemmTileId : int {
     kTileCount
 };
 constexpr int kLastPlannedFloatTile = kTileF64Warps;
+
+// The names by which FUSEDMLP_CUDA_TILE forces a float tile.
+struct ForceableTile {
+    const char* name;
+    GemmTileId id;
+};
+constexpr ForceableTile kForceableTiles[] = {{"128", kTileF128},
+                                             {"64", kTileF64},
+                                             {"64w", kTileF64Warps},
+                                             {"128t128", kTileF128Threads128},
+                                             {"128x256", kTileF128x256}};
 
 // What the planner assumes of each tile shape: its edges and K step, warps per block, blocks
 // resident per SM, and its throughput per SM relative to TileF128 once the SM has enough warps
@@ -183,9 +202,9 @@ int forced_fused_rows() {
 }
 
 // FUSEDMLP_CUDA_EPOCH_THREADS=256 or 512: the threads of fused_epoch_kernel's block (tuning and
-// tests); else kDefaultEpochThreads. 512 measured faster on an H100 (tiny, 32-64-64-4 batch 32:
-// 1.594M against 1.457M samples/s in one session): the kernel waits on latency with 8 warps on
-// its one SM, and 16 hide more of it.
+// tests); else kDefaultEpochThreads. In float: double's block is 256 (kWideFusedThreads). 512
+// measured faster on an H100 (tiny, 32-64-64-4 batch 32: 1.594M against 1.457M samples/s in one
+// session): the kernel waits on latency with 8 warps on its one SM, and 16 hide more of it.
 constexpr int kDefaultEpochThreads = 512;
 int epoch_threads_setting() {
     const char* value = std::getenv("FUSEDMLP_CUDA_EPOCH_THREADS");
@@ -222,9 +241,10 @@ bool wgrad_stream_setting() {
 }
 
 // FUSEDMLP_CUDA_STEP_THREADS=256 or 512: the threads of fused_mlp_kernel's block (tuning and
-// tests); else kDefaultStepThreads. 512 measured faster on an H100 (small, 64-128-128-10 batch
-// 64: 2.047M against 1.844M samples/s in one session; narrow 34.2M against 33.8M): like the
-// epoch kernel, it waits on latency, and 16 warps per SM hide more of it.
+// tests); else kDefaultStepThreads. In float, as the epoch kernel's. 512 measured faster on an
+// H100 (small, 64-128-128-10 batch 64: 2.047M against 1.844M samples/s in one session; narrow
+// 34.2M against 33.8M): like the epoch kernel, it waits on latency, and 16 warps per SM hide
+// more of it.
 constexpr int kDefaultStepThreads = 512;
 int step_threads_setting() {
     const char* value = std::getenv("FUSEDMLP_CUDA_STEP_THREADS");
@@ -339,11 +359,8 @@ template <class T>
 GemmOverride gemm_override(const DeviceStatus& device) {
     GemmOverride o;
     if (const char* tile = std::getenv("FUSEDMLP_CUDA_TILE")) {
-        if (std::strcmp(tile, "128") == 0) o.tile = kTileF128;
-        if (std::strcmp(tile, "64") == 0) o.tile = kTileF64;
-        if (std::strcmp(tile, "64w") == 0) o.tile = kTileF64Warps;
-        if (std::strcmp(tile, "128t128") == 0) o.tile = kTileF128Threads128;
-        if (std::strcmp(tile, "128x256") == 0) o.tile = kTileF128x256;
+        for (const ForceableTile& t : kForceableTiles)
+            if (std::strcmp(tile, t.name) == 0) o.tile = t.id;
         // A tile without code for this device (gemm_kernel traps there): chosen per product instead.
         if (o.tile >= 0 && device.arch < kTileModels[o.tile].first_arch) o.tile = -1;
     }
@@ -547,8 +564,8 @@ struct CudaMlp<T>::Impl {
     // Shared-memory layouts per tile size (kFusedTileRows): of the step kernel, and of the epoch
     // kernel without and with momentum, where they fit.
     static constexpr int kTileSizes = 3;
-    int epoch_threads = kDefaultEpochThreads;  // fused_epoch_kernel's block
-    int step_threads = kDefaultStepThreads;    // fused_mlp_kernel's
+    // fused_epoch_kernel's block and fused_mlp_kernel's: kFusedThreads or kWideFusedThreads<T>
+    int epoch_threads = kFusedThreads, step_threads = kFusedThreads;
     FusedLayout step_layout[kTileSizes], epoch_layout[kTileSizes][2];
     bool step_ok[kTileSizes] = {}, epoch_ok[kTileSizes][2] = {};
     // Whether fused_cluster_epoch_kernel may run a cluster of kPortableClusterBlocks blocks of
@@ -615,8 +632,8 @@ struct CudaMlp<T>::Impl {
         sms = sm_count();
         gemm_forced = gemm_override<T>(status);
         fused_rows = forced_fused_rows();
-        epoch_threads = epoch_threads_setting();
-        step_threads = step_threads_setting();
+        epoch_threads = std::min(epoch_threads_setting(), kWideFusedThreads<T>);
+        step_threads = std::min(step_threads_setting(), kWideFusedThreads<T>);
         cluster_epoch = status.clusters() ? cluster_epoch_setting() : kClusterEpochOff;
         check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
         if (wgrad_stream_setting()) {
@@ -660,8 +677,9 @@ struct CudaMlp<T>::Impl {
         // (Every sink's instantiation of fused_mlp_kernel has the same static shared memory.)
         check(cudaFuncGetAttributes(&step_attributes, fused_mlp_kernel<T, kSinkPartial, kFusedThreads>),
               "cudaFuncGetAttributes");
-        if (epoch_threads == 512) {
-            check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T, 512>), "cudaFuncGetAttributes");
+        if (epoch_threads == kWideFusedThreads<T>) {
+            check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T, kWideFusedThreads<T>>),
+                  "cudaFuncGetAttributes");
         } else {
             check(cudaFuncGetAttributes(&epoch_attributes, fused_epoch_kernel<T, 256>), "cudaFuncGetAttributes");
         }
@@ -689,13 +707,14 @@ struct CudaMlp<T>::Impl {
         f.partial_stride = fused_partial_stride(param_count);
         f.act = static_cast<int>(hidden);
         f.loss = static_cast<int>(loss);
+        constexpr int kWide = kWideFusedThreads<T>;
         for (auto kernel : {fused_mlp_kernel<T, kSinkPartial, 256>, fused_mlp_kernel<T, kSinkGradient, 256>,
-                            fused_mlp_kernel<T, kSinkUpdate, 256>, fused_mlp_kernel<T, kSinkPartial, 512>,
-                            fused_mlp_kernel<T, kSinkGradient, 512>, fused_mlp_kernel<T, kSinkUpdate, 512>})
+                            fused_mlp_kernel<T, kSinkUpdate, 256>, fused_mlp_kernel<T, kSinkPartial, kWide>,
+                            fused_mlp_kernel<T, kSinkGradient, kWide>, fused_mlp_kernel<T, kSinkUpdate, kWide>})
             check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(step_limit)),
                   "cudaFuncSetAttribute");
-        for (auto kernel : {fused_epoch_kernel<T, 256>, fused_epoch_kernel<T, 512>})
+        for (auto kernel : {fused_epoch_kernel<T, 256>, fused_epoch_kernel<T, kWide>})
             check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(epoch_limit)),
                   "cudaFuncSetAttribute");
@@ -717,7 +736,7 @@ struct CudaMlp<T>::Impl {
     // layouts were planned within epoch_limit, fused_epoch_kernel's budget; one that does not
     // fit this kernel's gets no active clusters here.
     void plan_cluster_epoch(std::size_t epoch_limit) {
-        for (auto kernel : {fused_cluster_epoch_kernel<T, 256>, fused_cluster_epoch_kernel<T, 512>})
+        for (auto kernel : {fused_cluster_epoch_kernel<T, 256>, fused_cluster_epoch_kernel<T, kWideFusedThreads<T>>})
             check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(epoch_limit)),
                   "cudaFuncSetAttribute");
@@ -728,8 +747,10 @@ struct CudaMlp<T>::Impl {
                                        static_cast<std::size_t>(s.total) * sizeof(T));
             int active = 0;
             const cudaError_t status =
-                s.threads == 512 ? cudaOccupancyMaxActiveClusters(&active, fused_cluster_epoch_kernel<T, 512>, &launch.config)
-                                 : cudaOccupancyMaxActiveClusters(&active, fused_cluster_epoch_kernel<T, 256>, &launch.config);
+                s.threads == kWideFusedThreads<T>
+                    ? cudaOccupancyMaxActiveClusters(&active, fused_cluster_epoch_kernel<T, kWideFusedThreads<T>>,
+                                                     &launch.config)
+                    : cudaOccupancyMaxActiveClusters(&active, fused_cluster_epoch_kernel<T, 256>, &launch.config);
             if (status != cudaSuccess) cudaGetLastError();
             cluster_epoch_ok[i] = status == cudaSuccess && active > 0;
         }
@@ -919,7 +940,8 @@ struct CudaMlp<T>::Impl {
     template <int kSink>
     void launch_fused_step(const FusedArgs<T>& f, int blocks, std::size_t smem) {
         launch_step_kernel(gemm_forced.dependent_launch,
-                           f.s.threads == 512 ? fused_mlp_kernel<T, kSink, 512> : fused_mlp_kernel<T, kSink, 256>,
+                           f.s.threads == kWideFusedThreads<T> ? fused_mlp_kernel<T, kSink, kWideFusedThreads<T>>
+                                                               : fused_mlp_kernel<T, kSink, 256>,
                            dim3(blocks), static_cast<unsigned>(f.s.threads), smem, stream, f);
     }
 
@@ -1021,8 +1043,8 @@ struct CudaMlp<T>::Impl {
             epoch_arguments(epoch_layout[cluster_tile][0], order_length, batch_size, steps, config, f, e);
             const int blocks = static_cast<int>((rows_max + f.s.rows - 1) / f.s.rows);
             const std::size_t smem = static_cast<std::size_t>(f.s.total) * sizeof(T);
-            if (f.s.threads == 512) {
-                launch_cluster_epoch<512>(f, e, blocks, smem, stream);
+            if (f.s.threads == kWideFusedThreads<T>) {
+                launch_cluster_epoch<kWideFusedThreads<T>>(f, e, blocks, smem, stream);
             } else {
                 launch_cluster_epoch<256>(f, e, blocks, smem, stream);
             }
@@ -1035,8 +1057,9 @@ struct CudaMlp<T>::Impl {
                             f, e);
             const std::size_t smem = static_cast<std::size_t>(f.s.total) * sizeof(T);
             // The block the layout's products were planned for.
-            if (f.s.threads == 512) {
-                fused_epoch_kernel<T, 512><<<1, 512, smem, stream>>>(f, e);
+            constexpr int kWide = kWideFusedThreads<T>;
+            if (f.s.threads == kWide) {
+                fused_epoch_kernel<T, kWide><<<1, kWide, smem, stream>>>(f, e);
             } else {
                 fused_epoch_kernel<T, 256><<<1, 256, smem, stream>>>(f, e);
             }

@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "activation.cuh"
@@ -38,9 +39,16 @@ namespace fusedmlp::cuda {
 
 constexpr int kFusedMaxLayers = 16;
 constexpr int kFusedMaxWidth = 128;
-// fused_mlp_kernel and fused_epoch_kernel are built for 256 and 512 threads; 256 is the block a
-// layout falls back to where the larger block's scratch does not fit.
+// fused_mlp_kernel and fused_epoch_kernel are built for kFusedThreads and kWideFusedThreads<T>
+// threads; kFusedThreads is the block a layout falls back to where the larger block's scratch
+// does not fit.
 constexpr int kFusedThreads = 256;
+// The larger block, of float's kernels alone: 512 threads measured faster in float on an H100
+// (FUSEDMLP_CUDA_STEP_THREADS, FUSEDMLP_CUDA_EPOCH_THREADS), but a second copy of every fused
+// kernel was nearly half of the double unit's build, for float64, which nobody times. For
+// double it is kFusedThreads, so the launches' choice of block names one kernel.
+template <class T>
+constexpr int kWideFusedThreads = std::is_same<T, float>::value ? 512 : kFusedThreads;
 // Batch rows per block: a tile of 32 rows by default; 16 or 8 spread a small batch over more
 // SMs. At most 32: fused_loss sums the rows' losses in one warp.
 constexpr int kFusedMaxRows = 32;

@@ -83,6 +83,9 @@ __host__ __device__ constexpr int gemm_tiled_rows(int M) {
     return KIND == kWeightGrad ? M - 1 : M;
 }
 
+// A GemmTile's kFirstArch for a tile with code for no architecture (its kernels trap).
+constexpr int kNoArch = 1 << 30;
+
 // A block tile of BM x BN outputs, K staged BK at a time, TM x TN outputs per thread; at least
 // kMinBlocks blocks resident per SM (bounds the registers per thread).
 template <class T, int BM_, int BN_, int BK_, int TM_, int TN_, int kMinBlocks_, int kFirstArch_ = 0>
@@ -117,10 +120,11 @@ __device__ __forceinline__ void finish_element(const GemmArgs<T>& g, int m, int 
     }
 }
 
-// A tile on trial (Tile::kFirstArch 900: never planned, only forced by FUSEDMLP_CUDA_TILE, for
-// timing on an H100) is compiled into the sm_90 code alone; older devices never launch it
-// (gemm_override), and their code has no copy of it to build. The body stays in this function:
-// moved into an inlined one, it compiled to different code for the timed tiles.
+// A tile on trial (Tile::kFirstArch 900, or kNoArch in a build without them: never planned,
+// only forced by FUSEDMLP_CUDA_TILE, for timing on an H100) is compiled into the sm_90 code
+// alone; older devices never launch it (gemm_override), and their code has no copy of it to
+// build. The body stays in this function: moved into an inlined one, it compiled to different
+// code for the timed tiles.
 template <class Tile, int KIND>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)
     gemm_kernel(const GemmArgs<typename Tile::Scalar> g) {

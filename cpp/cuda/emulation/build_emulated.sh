@@ -30,7 +30,9 @@ for name in ("fused.cuh", "fused_cluster.cuh"):
     open(f"{out}/src/cuda/{name}", "w").write(text.replace(line, "unsigned char* fused_smem = g_dyn_smem;"))
 PY
 suffix="$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
-flags=(-std=c++20 -O1 -fPIC -w -I"$root/cpp/cuda/emulation" -I"$("$py" -c 'import pybind11; print(pybind11.get_include())')"
+# With the GEMM tiles on trial, as bench/gpu_check.sh builds (EMULATED_TRIAL_TILES=0: without).
+flags=(-std=c++20 -O1 -fPIC -w -DFUSEDMLP_CUDA_TRIAL_TILES="${EMULATED_TRIAL_TILES:-1}" -I"$root/cpp/cuda/emulation"
+       -I"$("$py" -c 'import pybind11; print(pybind11.get_include())')"
        -I"$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')")
 # One object per unit, compiled in parallel as the real build does.
 pids=()
