@@ -8,6 +8,6 @@ std::vector<std::string> fusedmlp::cuda::forceable_gemm_tiles() {
     const DeviceStatus device = device_status();
     std::vector<std::string> names;
     for (const ForceableTile& t : kForceableTiles)
-        if (device.ok && device.arch >= kTileModels[t.id].first_arch) names.push_back(t.name);
+        if (tile_has_code(t.id, device)) names.push_back(t.name);
     return names;
 }

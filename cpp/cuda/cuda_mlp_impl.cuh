@@ -194,6 +194,12 @@ constexpr TileModel kTileModels[kTileCount] = {
     {64, 64, 8, 8, 2, 1.0, TileD64::kClusterSum, TileD64::kFirstArch},
 };
 
+// Whether this build has code for a tile (a GemmTileId) on `device`: gemm_kernel traps elsewhere,
+// so FUSEDMLP_CUDA_TILE forces only such a tile.
+bool tile_has_code(int tile, const DeviceStatus& device) {
+    return device.ok && device.arch >= kTileModels[tile].first_arch;
+}
+
 // FUSEDMLP_CUDA_FUSED_ROWS=8, 16 or 32 forces the fused kernel's tile rows for batches of more
 // than one tile (for tests: the choice otherwise depends on the GPU's SM count); else 0.
 int forced_fused_rows() {
@@ -361,8 +367,8 @@ GemmOverride gemm_override(const DeviceStatus& device) {
     if (const char* tile = std::getenv("FUSEDMLP_CUDA_TILE")) {
         for (const ForceableTile& t : kForceableTiles)
             if (std::strcmp(tile, t.name) == 0) o.tile = t.id;
-        // A tile without code for this device (gemm_kernel traps there): chosen per product instead.
-        if (o.tile >= 0 && device.arch < kTileModels[o.tile].first_arch) o.tile = -1;
+        // A tile without code for this device: chosen per product instead.
+        if (o.tile >= 0 && !tile_has_code(o.tile, device)) o.tile = -1;
     }
     if (const char* splits = std::getenv("FUSEDMLP_CUDA_SPLIT")) o.splits = std::max(0, std::atoi(splits));
     if (const char* warps = std::getenv("FUSEDMLP_CUDA_PLAN_WARPS")) o.saturating_warps = std::max(0, std::atoi(warps));
